@@ -1,0 +1,500 @@
+// visio web client: joins a room over the v1 signaling protocol
+// (docs/protocol.md), publishes camera + microphone on one peer connection
+// and shows every other participant from a second, server-offered one.
+
+import { pickLanguage, translator } from "./i18n.js";
+
+const PROTOCOL_VERSION = 1;
+const GATHER_TIMEOUT_MS = 2000;
+const PING_INTERVAL_MS = 25000;
+const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const NAME_STORAGE_KEY = "visio.name";
+
+const lang = pickLanguage();
+const t = translator(lang);
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  form: $("join-form"),
+  room: $("room"),
+  name: $("name"),
+  join: $("join"),
+  leave: $("leave"),
+  call: $("call"),
+  tiles: $("tiles"),
+  status: $("status"),
+  roomLabel: $("room-label"),
+};
+
+// Read by the browser tests (getStats on both peer connections).
+window.visio = { pcs: { publish: null, subscribe: null } };
+
+let session = null;
+
+function setStatus(text, kind = "info") {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = text ? kind : "";
+}
+
+// Resolves once ICE gathering is complete, or after timeoutMs (v1 has no
+// trickle ICE: the description is sent with whatever was gathered by then).
+function waitForGathering(pc, timeoutMs = GATHER_TIMEOUT_MS) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", onChange);
+      resolve();
+    };
+    const onChange = () => {
+      if (pc.iceGatheringState === "complete") done();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", onChange);
+  });
+}
+
+function errorText(msg) {
+  const detail = { message: msg.message ?? msg.code ?? "" };
+  const key = `errors.${msg.code}`;
+  const text = t(key, detail);
+  return text === key ? t("serverError", detail) : text;
+}
+
+class Session {
+  constructor(room, name) {
+    this.room = room;
+    this.name = name;
+    this.ws = null;
+    this.participantId = null;
+    this.joined = false;
+    this.closed = false;
+    this.localStream = null;
+    this.pcConfig = null;
+    this.pub = null;
+    this.sub = null;
+    this.nextRequestId = 1;
+    this.joinRequestId = null;
+    this.publishRequestId = null;
+    this.participants = new Map(); // participant id -> display name
+    this.tiles = new Map(); // participant id -> {figure, video, caption, ownStream}
+    this.midInfo = new Map(); // subscribe m-line mid -> {source_id, participant_id, kind} | null
+    this.subscribeQueue = Promise.resolve();
+    this.pingTimer = null;
+    this.localTile = null;
+  }
+
+  async start() {
+    setStatus(t("requestingMedia"));
+    try {
+      this.localStream = await navigator.mediaDevices.getUserMedia({
+        audio: true,
+        video: { width: 640, height: 480 },
+      });
+    } catch (err) {
+      this.localStream = null;
+      setStatus(t("mediaDenied", { reason: err.name || String(err) }), "error");
+    }
+    if (this.closed) {
+      this.stopLocalMedia();
+      return;
+    }
+    this.showLocalTile();
+    this.connect();
+  }
+
+  // ---- signaling -------------------------------------------------------
+
+  connect() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    this.ws = ws;
+    if (this.localStream) setStatus(t("connecting"));
+    ws.addEventListener("open", () => {
+      this.joinRequestId = this.send({
+        type: "join",
+        v: PROTOCOL_VERSION,
+        room: this.room,
+        name: this.name,
+      });
+      this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
+    });
+    ws.addEventListener("message", (event) => {
+      let msg;
+      try {
+        msg = JSON.parse(event.data);
+      } catch {
+        console.warn("visio: ignoring non-JSON frame", event.data);
+        return;
+      }
+      if (msg && typeof msg === "object") this.handle(msg);
+    });
+    ws.addEventListener("close", () => {
+      if (this.closed) return;
+      this.end(this.joined ? t("connectionLost") : t("connectionFailed"), "error");
+    });
+  }
+
+  // Sends a client message; requests get a fresh id, which is returned.
+  send(msg) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return null;
+    let id = null;
+    if (msg.type !== "subscribe_answer" && msg.type !== "leave") {
+      id = this.nextRequestId++;
+      msg = { ...msg, id };
+    }
+    this.ws.send(JSON.stringify(msg));
+    return id;
+  }
+
+  handle(msg) {
+    switch (msg.type) {
+      case "joined":
+        this.onJoined(msg);
+        break;
+      case "publish_answer":
+        if (this.pub && msg.id === this.publishRequestId) {
+          this.pub
+            .setRemoteDescription({ type: "answer", sdp: msg.sdp })
+            .then(() => {
+              if (this.localStream) setStatus(t("joinedRoom", { room: this.room }));
+            })
+            .catch((err) => this.fail("publish answer", err));
+        }
+        break;
+      case "subscribe_offer":
+        // Offers are applied strictly one after the other.
+        this.subscribeQueue = this.subscribeQueue
+          .then(() => this.onSubscribeOffer(msg))
+          .catch((err) => this.fail("subscribe offer", err));
+        break;
+      case "participant_joined":
+        if (msg.participant) {
+          this.participants.set(msg.participant.id, msg.participant.name);
+          this.ensureTile(msg.participant.id);
+        }
+        break;
+      case "participant_left":
+        this.participants.delete(msg.participant_id);
+        this.removeTile(msg.participant_id);
+        break;
+      case "error":
+        this.onError(msg);
+        break;
+      case "source_added":
+      case "source_removed":
+      case "pong":
+        // Media changes arrive as subscribe offers; nothing to do here.
+        break;
+      default:
+        console.debug("visio: unhandled message", msg);
+    }
+  }
+
+  onJoined(msg) {
+    this.joined = true;
+    this.participantId = msg.participant_id;
+    this.pcConfig = {
+      iceServers: Array.isArray(msg.ice_servers) ? msg.ice_servers : [],
+      bundlePolicy: "max-bundle",
+    };
+    for (const p of msg.participants ?? []) {
+      this.participants.set(p.id, p.name);
+      this.ensureTile(p.id);
+    }
+    if (this.localStream) {
+      this.publish().catch((err) => this.fail("publish", err));
+    } else {
+      setStatus(t("joinedRoom", { room: this.room }));
+    }
+  }
+
+  onError(msg) {
+    console.warn("visio: server error", msg);
+    if (msg.code === "stale_revision") return; // a newer offer is on its way
+    if (!this.joined && msg.id != null && msg.id === this.joinRequestId) {
+      this.end(errorText(msg), "error");
+      return;
+    }
+    setStatus(errorText(msg), "error");
+  }
+
+  // ---- publish peer connection ----------------------------------------
+
+  async publish() {
+    setStatus(t("publishing"));
+    const pc = new RTCPeerConnection(this.pcConfig);
+    this.pub = pc;
+    window.visio.pcs.publish = pc;
+    this.watchConnection(pc);
+    for (const track of this.localStream.getTracks()) {
+      pc.addTransceiver(track, { direction: "sendonly", streams: [this.localStream] });
+    }
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc);
+    if (this.closed) return;
+    this.publishRequestId = this.send({ type: "publish_offer", sdp: pc.localDescription.sdp });
+  }
+
+  // ---- subscribe peer connection --------------------------------------
+
+  async onSubscribeOffer(msg) {
+    if (this.closed) return;
+    let first = false;
+    if (!this.sub) {
+      first = true;
+      const pc = new RTCPeerConnection(this.pcConfig ?? { bundlePolicy: "max-bundle" });
+      this.sub = pc;
+      window.visio.pcs.subscribe = pc;
+      this.watchConnection(pc);
+      pc.addEventListener("track", (event) => this.onTrack(event));
+    }
+    const pc = this.sub;
+    // ontrack fires inside setRemoteDescription: the map must be current first.
+    this.midInfo = new Map(Object.entries(msg.tracks ?? {}));
+    await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
+    await pc.setLocalDescription(await pc.createAnswer());
+    if (first) await waitForGathering(pc);
+    if (this.closed) return;
+    this.send({ type: "subscribe_answer", revision: msg.revision, sdp: pc.localDescription.sdp });
+    this.dropIdleTracks();
+  }
+
+  onTrack(event) {
+    const info = this.midInfo.get(event.transceiver.mid);
+    const stream = event.streams[0];
+    // The msid of every subscribed m-line is its publisher's participant id.
+    const participantId = info?.participant_id ?? stream?.id;
+    if (!participantId || participantId === this.participantId) return;
+    const tile = this.ensureTile(participantId);
+    if (stream) {
+      if (tile.video.srcObject !== stream) tile.video.srcObject = stream;
+    } else {
+      if (!tile.ownStream) tile.ownStream = new MediaStream();
+      if (!tile.ownStream.getTracks().includes(event.track)) tile.ownStream.addTrack(event.track);
+      if (tile.video.srcObject !== tile.ownStream) tile.video.srcObject = tile.ownStream;
+    }
+    this.play(tile.video);
+  }
+
+  // Tracks of recycled (inactive) m-lines leave browser-made streams on their
+  // own; streams this client assembled itself are cleaned up here.
+  dropIdleTracks() {
+    for (const transceiver of this.sub.getTransceivers()) {
+      if (this.midInfo.get(transceiver.mid)) continue;
+      for (const tile of this.tiles.values()) {
+        tile.ownStream?.removeTrack(transceiver.receiver.track);
+      }
+    }
+  }
+
+  watchConnection(pc) {
+    pc.addEventListener("connectionstatechange", () => {
+      if (pc.connectionState === "failed" && !this.closed) setStatus(t("mediaFailed"), "error");
+    });
+  }
+
+  fail(what, err) {
+    console.error(`visio: ${what} failed`, err);
+    if (!this.closed) setStatus(`${t("mediaFailed")} (${err.name || err})`, "error");
+  }
+
+  // ---- tiles -----------------------------------------------------------
+
+  makeTile(label, initial) {
+    const figure = document.createElement("figure");
+    figure.className = "tile";
+    const avatar = document.createElement("div");
+    avatar.className = "avatar";
+    avatar.setAttribute("aria-hidden", "true");
+    avatar.textContent = initial;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.playsInline = true;
+    video.setAttribute("playsinline", "");
+    video.setAttribute("aria-label", label);
+    video.addEventListener("resize", () => {
+      figure.classList.toggle("has-video", video.videoWidth > 0);
+    });
+    const caption = document.createElement("figcaption");
+    figure.append(avatar, video, caption);
+    return { figure, avatar, video, caption, ownStream: null };
+  }
+
+  showLocalTile() {
+    const tile = this.makeTile(t("yourVideo"), initialOf(this.name));
+    tile.figure.classList.add("local");
+    tile.video.muted = true;
+    tile.caption.textContent = t("you", { name: this.name });
+    if (this.localStream) {
+      tile.video.srcObject = this.localStream;
+      this.play(tile.video);
+    }
+    this.localTile = tile;
+    ui.tiles.prepend(tile.figure);
+  }
+
+  ensureTile(participantId) {
+    let tile = this.tiles.get(participantId);
+    const name = this.participants.get(participantId) ?? t("unknownParticipant");
+    if (!tile) {
+      tile = this.makeTile(t("videoOf", { name }), initialOf(name));
+      tile.video.dataset.participantId = participantId;
+      tile.figure.dataset.participantId = participantId;
+      this.tiles.set(participantId, tile);
+      ui.tiles.append(tile.figure);
+    }
+    tile.caption.textContent = name;
+    tile.avatar.textContent = initialOf(name);
+    tile.video.setAttribute("aria-label", t("videoOf", { name }));
+    return tile;
+  }
+
+  removeTile(participantId) {
+    const tile = this.tiles.get(participantId);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.figure.remove();
+    this.tiles.delete(participantId);
+  }
+
+  // Autoplay with sound can be refused (no user gesture yet, e.g. after a
+  // reload): fall back to muted playback and offer a button to unmute.
+  play(video) {
+    const attempt = video.play();
+    if (!attempt) return;
+    attempt.catch((err) => {
+      if (err.name !== "NotAllowedError" || video.muted) return;
+      video.muted = true;
+      video.play().catch(() => {});
+      offerSoundButton();
+    });
+  }
+
+  // ---- teardown --------------------------------------------------------
+
+  leave() {
+    this.send({ type: "leave" });
+    this.end(t("left"));
+  }
+
+  end(statusText, kind = "info") {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.pingTimer);
+    for (const pc of [this.pub, this.sub]) pc?.close();
+    window.visio.pcs.publish = null;
+    window.visio.pcs.subscribe = null;
+    this.stopLocalMedia();
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
+    for (const id of [...this.tiles.keys()]) this.removeTile(id);
+    if (this.localTile) {
+      this.localTile.video.srcObject = null;
+      this.localTile.figure.remove();
+    }
+    if (session === this) session = null;
+    showForm();
+    setStatus(statusText, kind);
+  }
+
+  stopLocalMedia() {
+    for (const track of this.localStream?.getTracks() ?? []) track.stop();
+  }
+}
+
+function initialOf(name) {
+  const first = [...(name ?? "").trim()][0];
+  return first ? first.toUpperCase() : "?";
+}
+
+function offerSoundButton() {
+  if (document.getElementById("enable-sound")) return;
+  const button = document.createElement("button");
+  button.id = "enable-sound";
+  button.type = "button";
+  button.className = "btn btn-sound";
+  button.textContent = t("enableSound");
+  button.addEventListener("click", () => {
+    for (const video of ui.tiles.querySelectorAll("video[data-participant-id]")) {
+      video.muted = false;
+      video.play().catch(() => {});
+    }
+    button.remove();
+  });
+  ui.leave.before(button);
+}
+
+// ---- page wiring -------------------------------------------------------
+
+function showForm() {
+  ui.call.hidden = true;
+  ui.leave.hidden = true;
+  ui.roomLabel.hidden = true;
+  document.getElementById("enable-sound")?.remove();
+  ui.form.hidden = false;
+  ui.join.disabled = false;
+}
+
+function showCall(room) {
+  ui.form.hidden = true;
+  ui.call.hidden = false;
+  ui.leave.hidden = false;
+  ui.roomLabel.textContent = t("roomCaption", { room });
+  ui.roomLabel.hidden = false;
+}
+
+function markInvalid(input, invalid) {
+  if (invalid) input.setAttribute("aria-invalid", "true");
+  else input.removeAttribute("aria-invalid");
+}
+
+function onSubmit(event) {
+  event.preventDefault();
+  if (session) return;
+  const room = ui.room.value.trim();
+  const name = ui.name.value.trim();
+  const roomOk = ROOM_RE.test(room);
+  const nameOk = name.length >= 1 && [...name].length <= 64;
+  markInvalid(ui.room, !roomOk);
+  markInvalid(ui.name, !nameOk);
+  if (!roomOk || !nameOk) {
+    setStatus(roomOk ? t("invalidName") : t("invalidRoom"), "error");
+    (roomOk ? ui.name : ui.room).focus();
+    return;
+  }
+  try {
+    localStorage.setItem(NAME_STORAGE_KEY, name);
+  } catch {
+    // Private browsing: the name is simply not remembered.
+  }
+  const url = new URL(location.href);
+  url.searchParams.set("room", room);
+  history.replaceState(null, "", url);
+  ui.join.disabled = true;
+  showCall(room);
+  session = new Session(room, name);
+  session.start();
+}
+
+function init() {
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll("[data-i18n]")) {
+    el.textContent = t(el.dataset.i18n);
+  }
+  document.title = t("appTitle");
+  const params = new URLSearchParams(location.search);
+  ui.room.value = params.get("room") ?? "";
+  try {
+    ui.name.value = localStorage.getItem(NAME_STORAGE_KEY) ?? "";
+  } catch {
+    // Storage unavailable: leave the field empty.
+  }
+  ui.form.addEventListener("submit", onSubmit);
+  ui.leave.addEventListener("click", () => session?.leave());
+  window.addEventListener("pagehide", () => session?.leave());
+  if (!window.RTCPeerConnection || !navigator.mediaDevices) {
+    setStatus(t("unsupportedBrowser"), "error");
+  }
+}
+
+init();
