@@ -77,6 +77,7 @@ class Session {
     this.joinRequestId = null;
     this.publishRequestId = null;
     this.participants = new Map(); // participant id -> display name
+    this.departed = new Set(); // ids of participants who left (no tile for them again)
     this.tiles = new Map(); // participant id -> {figure, video, caption, ownStream}
     this.midInfo = new Map(); // subscribe m-line mid -> {source_id, participant_id, kind} | null
     this.subscribeQueue = Promise.resolve();
@@ -169,12 +170,13 @@ class Session {
           .catch((err) => this.fail("subscribe offer", err));
         break;
       case "participant_joined":
-        if (msg.participant) {
+        if (msg.participant && msg.participant.id !== this.participantId) {
           this.participants.set(msg.participant.id, msg.participant.name);
           this.ensureTile(msg.participant.id);
         }
         break;
       case "participant_left":
+        this.departed.add(msg.participant_id);
         this.participants.delete(msg.participant_id);
         this.removeTile(msg.participant_id);
         break;
@@ -266,6 +268,8 @@ class Session {
     // The msid of every subscribed m-line is its publisher's participant id.
     const participantId = info?.participant_id ?? stream?.id;
     if (!participantId || participantId === this.participantId) return;
+    // An offer sent just before a participant_left may still name them.
+    if (this.departed.has(participantId)) return;
     const tile = this.ensureTile(participantId);
     if (stream) {
       if (tile.video.srcObject !== stream) tile.video.srcObject = stream;

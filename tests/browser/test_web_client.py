@@ -1,9 +1,10 @@
-"""Two Chromium pages join one room through the web client and see each other."""
+"""Chromium pages join rooms through the web client and see each other."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 pytestmark = pytest.mark.browser
 
 MEDIA_TIMEOUT_MS = 30_000
+LANDSCAPE_TABLET = {"width": 1024, "height": 768}
+PORTRAIT_TABLET = {"width": 768, "height": 1024}
 
 # Sum of framesDecoded over the subscribe PC's inbound video streams.
 FRAMES_DECODED_JS = """
@@ -47,87 +50,127 @@ class Participant:
     def diagnostics(self) -> str:
         return f"--- {self.name} console ---\n" + "\n".join(self.log[-40:])
 
+    async def remote_ids(self) -> list[str]:
+        ids: list[str] = await self.page.eval_on_selector_all(
+            "video[data-participant-id]", "els => els.map(e => e.dataset.participantId)"
+        )
+        return ids
 
-async def join(
-    browser: Any,
-    base_url: str,
-    room: str,
-    name: str,
-    viewport: dict[str, int],
-    form_screenshot: Path | None = None,
-) -> Participant:
-    context = await browser.new_context(viewport=viewport, locale="fr-FR")
-    page = await context.new_page()
-    participant = Participant(name, page)
-    await page.goto(f"{base_url}/?room={room}")
-    room_input = page.get_by_label("Nom de la salle")
-    assert await room_input.input_value() == room, "room not prefilled from ?room="
-    await page.get_by_label("Votre nom").fill(name)
-    if form_screenshot is not None:
-        await page.screenshot(path=str(form_screenshot))
-    await page.get_by_role("button", name="Rejoindre").click()
-    await page.get_by_role("button", name="Quitter").wait_for()
-    return participant
+    async def wait_for_video_of(self, other: Participant) -> None:
+        """Waits for the tile captioned with other's name to show decoded video."""
+        tile = self.page.locator("figure[data-participant-id]", has_text=other.name)
+        await tile.wait_for(timeout=MEDIA_TIMEOUT_MS)
+        participant_id = await tile.get_attribute("data-participant-id")
+        await self.page.wait_for_function(
+            REMOTE_VIDEO_PLAYING_JS, arg=participant_id, timeout=MEDIA_TIMEOUT_MS
+        )
+
+    async def frames_decoded(self) -> int:
+        frames: int = await self.page.evaluate(FRAMES_DECODED_JS)
+        return frames
+
+    async def assert_no_error_status(self) -> None:
+        status = self.page.get_by_role("status")
+        assert await status.get_attribute("data-kind") != "error", await status.inner_text()
+
+    async def leave(self) -> None:
+        await self.page.get_by_role("button", name="Quitter").click()
+        await self.page.get_by_role("button", name="Rejoindre").wait_for()
 
 
-async def remote_ids(page: Any) -> list[str]:
-    ids: list[str] = await page.eval_on_selector_all(
-        "video[data-participant-id]", "els => els.map(e => e.dataset.participantId)"
+class Room:
+    """Opens one browser context per participant; dumps diagnostics on failure."""
+
+    def __init__(self, browser: Any, base_url: str, artifacts_dir: Path) -> None:
+        self.browser = browser
+        self.base_url = base_url.rstrip("/")
+        self.artifacts_dir = artifacts_dir
+        self.name = f"browser-{secrets.token_hex(3)}"
+        self.people: list[Participant] = []
+
+    async def join(
+        self, name: str, viewport: dict[str, int], form_screenshot: str | None = None
+    ) -> Participant:
+        context = await self.browser.new_context(viewport=viewport, locale="fr-FR")
+        page = await context.new_page()
+        person = Participant(name, page)
+        self.people.append(person)
+        await page.goto(f"{self.base_url}/?room={self.name}")
+        room_input = page.get_by_label("Nom de la salle")
+        assert await room_input.input_value() == self.name, "room not prefilled from ?room="
+        await page.get_by_label("Votre nom").fill(name)
+        if form_screenshot:
+            await page.screenshot(path=str(self.artifacts_dir / form_screenshot))
+        await page.get_by_role("button", name="Rejoindre").click()
+        await page.get_by_role("button", name="Quitter").wait_for()
+        return person
+
+    async def report_failure(self, exc: BaseException, prefix: str) -> AssertionError:
+        for i, person in enumerate(self.people):
+            path = self.artifacts_dir / f"{prefix}-failure-{i}.png"
+            await person.page.screenshot(path=str(path))
+        diagnostics = "\n".join(p.diagnostics() for p in self.people)
+        return AssertionError(f"{exc}\n{diagnostics}")
+
+
+@pytest.fixture
+async def room(browser: Any, visio_server: Any, artifacts_dir: Path) -> AsyncIterator[Room]:
+    yield Room(browser, visio_server.base_url, artifacts_dir)
+
+
+async def test_two_pages_exchange_video(room: Room) -> None:
+    teacher = await room.join(
+        "Mme Martin", LANDSCAPE_TABLET, form_screenshot="web-client-join-form.png"
     )
-    return ids
-
-
-async def test_two_pages_exchange_video(
-    browser: Any, visio_server: Any, artifacts_dir: Path
-) -> None:
-    base_url = visio_server.base_url.rstrip("/")
-    room = f"browser-{secrets.token_hex(3)}"
-    # Landscape and portrait tablet sizes.
-    alice = await join(
-        browser,
-        base_url,
-        room,
-        "Mme Martin",
-        {"width": 1024, "height": 768},
-        form_screenshot=artifacts_dir / "web-client-join-form.png",
-    )
-    bob = await join(browser, base_url, room, "Léo", {"width": 768, "height": 1024})
-    pair = [(alice, bob), (bob, alice)]
-
+    pupil = await room.join("Léo", PORTRAIT_TABLET)
+    pair = [(teacher, pupil), (pupil, teacher)]
     try:
         for me, other in pair:
-            # One remote tile, captioned with the other participant's name.
-            await me.page.locator("figure[data-participant-id]", has_text=other.name).wait_for(
-                timeout=MEDIA_TIMEOUT_MS
-            )
-            ids = await remote_ids(me.page)
+            await me.wait_for_video_of(other)
+            ids = await me.remote_ids()
             assert len(ids) == 1, f"{me.name} sees remote tiles {ids}"
-            await me.page.wait_for_function(
-                REMOTE_VIDEO_PLAYING_JS, arg=ids[0], timeout=MEDIA_TIMEOUT_MS
-            )
 
         for me, _ in pair:
-            before = await me.page.evaluate(FRAMES_DECODED_JS)
+            before = await me.frames_decoded()
             await asyncio.sleep(2)
-            after = await me.page.evaluate(FRAMES_DECODED_JS)
+            after = await me.frames_decoded()
             assert after > before, f"{me.name}: framesDecoded {before} -> {after}"
 
-        for me, _ in pair:
-            status = me.page.get_by_role("status")
-            assert await status.get_attribute("data-kind") != "error", await status.inner_text()
-            slug = "teacher" if me is alice else "pupil"
-            await me.page.screenshot(path=str(artifacts_dir / f"web-client-{slug}.png"))
+        for me, slug in ((teacher, "teacher"), (pupil, "pupil")):
+            await me.assert_no_error_status()
+            await me.page.screenshot(path=str(room.artifacts_dir / f"web-client-{slug}.png"))
 
         # Leaving closes both peer connections and removes the tile on the other side.
-        await bob.page.get_by_role("button", name="Quitter").click()
-        await bob.page.get_by_role("button", name="Rejoindre").wait_for()
-        assert await bob.page.evaluate("window.visio.pcs.publish === null")
-        await alice.page.locator("figure[data-participant-id]").wait_for(
+        await pupil.leave()
+        assert await pupil.page.evaluate("window.visio.pcs.publish === null")
+        assert await pupil.page.evaluate("window.visio.pcs.subscribe === null")
+        await teacher.page.locator("figure[data-participant-id]").wait_for(
             state="detached", timeout=10_000
         )
     except Exception as exc:
-        diagnostics = "\n".join(p.diagnostics() for p in (alice, bob))
-        for p in (alice, bob):
-            slug = "teacher" if p is alice else "pupil"
-            await p.page.screenshot(path=str(artifacts_dir / f"web-client-{slug}-failure.png"))
-        raise AssertionError(f"{exc}\n{diagnostics}") from exc
+        raise await room.report_failure(exc, "web-client-pair") from exc
+
+
+async def test_newcomer_after_departure(room: Room) -> None:
+    """The SFU recycles the m-lines of a source that left for the next one."""
+    teacher = await room.join("Mme Martin", LANDSCAPE_TABLET)
+    first = await room.join("Inès", PORTRAIT_TABLET)
+    try:
+        await teacher.wait_for_video_of(first)
+        await first.leave()
+        await teacher.page.locator("figure[data-participant-id]").wait_for(
+            state="detached", timeout=10_000
+        )
+
+        second = await room.join("Noé", PORTRAIT_TABLET)
+        await teacher.wait_for_video_of(second)
+        await second.wait_for_video_of(teacher)
+        ids = await teacher.remote_ids()
+        assert len(ids) == 1, f"teacher sees remote tiles {ids}"
+        before = await teacher.frames_decoded()
+        await asyncio.sleep(2)
+        assert await teacher.frames_decoded() > before
+        await teacher.assert_no_error_status()
+        await teacher.page.screenshot(path=str(room.artifacts_dir / "web-client-newcomer.png"))
+    except Exception as exc:
+        raise await room.report_failure(exc, "web-client-newcomer") from exc
