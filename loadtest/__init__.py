@@ -1,0 +1,1 @@
+"""Load testing: the light WebRTC participant and the locust swarm (see docs)."""

@@ -1,0 +1,17 @@
+"""visio's media plane: an aiortc-based selective forwarding unit that never decodes."""
+
+from sfu.aiortc_bridge import IceSettings
+from sfu.errors import InvalidSdp, RoomFull, SfuError, StaleRevision, UnknownParticipant
+from sfu.service import JoinResult, SfuService, SfuSettings
+
+__all__ = [
+    "IceSettings",
+    "InvalidSdp",
+    "JoinResult",
+    "RoomFull",
+    "SfuError",
+    "SfuService",
+    "SfuSettings",
+    "StaleRevision",
+    "UnknownParticipant",
+]

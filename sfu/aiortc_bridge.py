@@ -1,0 +1,587 @@
+"""The one module that knows aiortc 1.16.0 / aioice 0.13.0 internals.
+
+aiortc is an endpoint: its receivers decode and its senders encode. The SFU
+keeps aiortc for what it does well (ICE, DTLS, SRTP, SDP) and takes the media
+away from it per instance, without patching any class or module function:
+
+* publish side: the DTLS transport's ``_handle_rtp_data`` / ``_handle_rtcp_data``
+  are replaced on the instance, so decrypted RTP never reaches a receiver, and
+  each receiver's decoder thread is stopped as soon as aiortc starts it;
+* subscribe side: each sender gets a track that never yields a frame (no
+  encoder is ever created), the SFU writes packets with the DTLS transport's
+  ``_send_rtp`` and reads the subscriber's feedback by replacing the sender's
+  ``_handle_rtcp_packet`` on the instance;
+* ICE: aioice only gathers non-loopback interface addresses; each connection's
+  ``gather_candidates`` is replaced on the instance to bind one configured
+  address and announce another (a public IP behind 1:1 NAT, or 127.0.0.1).
+
+``self_check()`` runs at start-up and fails loudly if an upgrade moved any of this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from types import SimpleNamespace
+from typing import Any
+
+import aioice
+import aiortc
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc import rtp as aiortc_rtp
+from aiortc import sdp as aiortc_sdp
+from aiortc.clock import current_ntp_time
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcconfiguration import RTCBundlePolicy
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rate import RemoteBitrateEstimator
+
+logger = logging.getLogger(__name__)
+
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+
+ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
+MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
+AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+
+RTCP_PSFB_PLI = aiortc_rtp.RTCP_PSFB_PLI
+RTCP_PSFB_FIR = aiortc_rtp.RTCP_PSFB_FIR
+RTCP_PSFB_APP = aiortc_rtp.RTCP_PSFB_APP
+RTCP_RTPFB_NACK = aiortc_rtp.RTCP_RTPFB_NACK
+
+RtcpPacket = Any  # aiortc's AnyRtcpPacket union, untyped across the seam
+
+
+class AiortcInternalsChanged(RuntimeError):
+    """aiortc or aioice is not the version whose internals the SFU hooks."""
+
+
+_SENDER_REPORT_FIELDS = ("ntp_timestamp", "rtp_timestamp", "packet_count", "octet_count")
+
+_REQUIRED_INTERNALS: list[tuple[object, str]] = [
+    (RTCDtlsTransport, "_handle_rtp_data"),
+    (RTCDtlsTransport, "_handle_rtcp_data"),
+    (RTCDtlsTransport, "_send_rtp"),
+    (RTCRtpReceiver, "_handle_rtcp_packet"),
+    (RTCRtpReceiver, "_handle_disconnect"),
+    (RTCRtpReceiver, "_send_rtcp"),
+    (RTCRtpReceiver, "_send_rtcp_pli"),
+    (RTCRtpReceiver, "_send_rtcp_nack"),
+    (RTCRtpReceiver, "receive"),
+    (RTCRtpSender, "_handle_rtcp_packet"),
+    (RTCRtpSender, "replaceTrack"),
+    (aioice.Connection, "get_component_candidates"),
+    (aioice.Connection, "gather_candidates"),
+    (aiortc_rtp, "RtcpPacket"),
+    (aiortc_rtp, "RtcpRrPacket"),
+    (aiortc_rtp, "RtcpReceiverInfo"),
+    (aiortc_rtp, "RtcpSrPacket"),
+    (aiortc_rtp, "RtcpPsfbPacket"),
+    (aiortc_rtp, "RtcpRtpfbPacket"),
+    (aiortc_rtp, "pack_remb_fci"),
+    (aiortc_rtp, "unpack_remb_fci"),
+    (aiortc_sdp.SessionDescription, "parse"),
+    (RemoteBitrateEstimator, "add"),
+]
+
+
+def self_check() -> None:
+    """Assert that every aiortc/aioice internal the SFU relies on is where it expects."""
+    problems = []
+    for package, wanted in PINNED_VERSIONS.items():
+        found = metadata.version(package)
+        if found != wanted:
+            problems.append(f"{package} {found} is installed, visio needs exactly {wanted}")
+    for owner, name in _REQUIRED_INTERNALS:
+        if not hasattr(owner, name):
+            problems.append(f"{getattr(owner, '__name__', owner)}.{name} is missing")
+    probe_connection = aioice.Connection(ice_controlling=False)
+    for name in ("_local_candidates", "_local_candidates_start", "_local_candidates_end",
+                 "_components"):
+        if not hasattr(probe_connection, name):
+            problems.append(f"aioice.Connection instance attribute {name} is missing")
+    probe_sender = RTCRtpSender("video", SimpleNamespace(state="new"))
+    for name in ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id"):
+        if not hasattr(probe_sender, name):
+            problems.append(f"RTCRtpSender instance attribute {name} is missing")
+    for name in _SENDER_REPORT_FIELDS:
+        if not hasattr(probe_sender, f"_RTCRtpSender__{name}"):
+            problems.append(f"RTCRtpSender private field __{name} is missing")
+    if problems:
+        raise AiortcInternalsChanged("; ".join(problems))
+
+
+# --------------------------------------------------------------------------- ICE
+
+
+@dataclass(frozen=True)
+class IceSettings:
+    """Where the SFU's ICE sockets bind and which address its candidates announce."""
+
+    bind_address: str = "127.0.0.1"
+    announced_address: str = "127.0.0.1"
+
+    @property
+    def loopback(self) -> bool:
+        return ipaddress.ip_address(self.announced_address).is_loopback
+
+
+def new_peer_connection() -> RTCPeerConnection:
+    """A peer connection with one bundled transport and no STUN server of its own."""
+    return RTCPeerConnection(
+        RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    )
+
+
+def pin_ice_addresses(pc: RTCPeerConnection, ice: IceSettings) -> None:
+    """Make every ICE connection of ``pc`` gather one host candidate on ``ice``.
+
+    Call after transceivers exist and before ``setLocalDescription``.
+    """
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.sender.transport.transport.iceGatherer._connection
+        if getattr(connection, "_visio_pinned", False):
+            continue
+        connection.gather_candidates = _pinned_gatherer(connection, ice)
+        connection._visio_pinned = True
+
+
+def _pinned_gatherer(connection: aioice.Connection, ice: IceSettings) -> Callable[[], Any]:
+    async def gather_candidates() -> None:
+        if connection._local_candidates_start:
+            return
+        connection._local_candidates_start = True
+        for component in connection._components:
+            candidates = await connection.get_component_candidates(
+                component=component, addresses=[ice.bind_address]
+            )
+            for candidate in candidates:
+                if candidate.type == "host":
+                    candidate.host = ice.announced_address
+            connection._local_candidates += candidates
+        connection._local_candidates_end = True
+
+    return gather_candidates
+
+
+_CANDIDATE_LINE = re.compile(r"^a=candidate:\S+ \d+ (\S+) \d+ (\S+) \d+ typ \S+", re.IGNORECASE)
+
+
+def filter_remote_candidates(sdp: str, ice: IceSettings) -> str:
+    """Keep only the remote candidates this SFU can and may reach.
+
+    A loopback deployment (tests, a laptop) talks to 127.0.0.0/8 only, so a
+    browser's other interfaces are removed; a public deployment cannot reach a
+    browser's loopback. aioice speaks UDP only, so TCP candidates go too.
+    """
+    kept = []
+    for line in sdp.splitlines():
+        match = _CANDIDATE_LINE.match(line)
+        if match:
+            transport, address = match.groups()
+            if transport.lower() != "udp" or not _reachable(address, ice.loopback):
+                continue
+        kept.append(line)
+    return "\r\n".join(kept) + "\r\n"
+
+
+def _reachable(address: str, loopback_only: bool) -> bool:
+    try:
+        is_loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return not loopback_only  # an mDNS name: never a loopback address
+    return is_loopback if loopback_only else not is_loopback
+
+
+class NeverTrack(MediaStreamTrack):
+    """A track whose ``recv`` never returns: aiortc's sender stays idle and creates no encoder."""
+
+    def __init__(self, kind: str, track_id: str) -> None:
+        super().__init__()
+        self.kind = kind
+        self._visio_id = track_id
+
+    @property
+    def id(self) -> str:
+        return self._visio_id
+
+    async def recv(self) -> Any:
+        await asyncio.Event().wait()
+        raise MediaStreamError  # pragma: no cover - unreachable
+
+
+# --------------------------------------------------------------------------- descriptions
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One negotiated payload type."""
+
+    payload_type: int
+    mime_type: str  # lower case, e.g. "video/vp8"
+    clock_rate: int
+    rtx_for: int | None = None  # for an RTX payload type: the payload type it repairs
+
+
+@dataclass
+class IncomingTrack:
+    """One m-line of a publisher's offer that sends media to the SFU."""
+
+    mid: str
+    kind: str
+    codecs: dict[int, Codec]
+    media_ssrcs: list[int] = field(default_factory=list)
+    rtx_ssrcs: dict[int, int] = field(default_factory=dict)  # rtx ssrc -> media ssrc
+
+
+def _codecs_of(transceiver: RTCRtpTransceiver) -> dict[int, Codec]:
+    codecs: dict[int, Codec] = {}
+    for codec in transceiver._codecs:
+        apt = codec.parameters.get("apt") if codec.mimeType.lower().endswith("/rtx") else None
+        codecs[codec.payloadType] = Codec(
+            payload_type=codec.payloadType,
+            mime_type=codec.mimeType.lower(),
+            clock_rate=codec.clockRate,
+            rtx_for=int(apt) if apt is not None else None,
+        )
+    return codecs
+
+
+def _extension_ids(transceivers: list[RTCRtpTransceiver]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for transceiver in transceivers:
+        for extension in transceiver._headerExtensions:
+            ids[extension.uri] = extension.id
+    return ids
+
+
+def _signalled_ssrcs(offer: str) -> dict[str, tuple[list[int], dict[int, int]]]:
+    """Per mid: media SSRCs and rtx->media pairs from ``a=ssrc`` / ``a=ssrc-group:FID``."""
+    parsed = aiortc_sdp.SessionDescription.parse(offer)
+    result: dict[str, tuple[list[int], dict[int, int]]] = {}
+    for media in parsed.media:
+        mid = media.rtp.muxId
+        rtx: dict[int, int] = {}
+        for group in media.ssrc_group:
+            if group.semantic == "FID" and len(group.ssrc) == 2:
+                rtx[group.ssrc[1]] = group.ssrc[0]
+        media_ssrcs = [s.ssrc for s in media.ssrc if s.ssrc not in rtx]
+        result[mid] = (list(dict.fromkeys(media_ssrcs)), rtx)
+    return result
+
+
+# --------------------------------------------------------------------------- publish side
+
+RtpHandler = Callable[[bytes, int], Awaitable[None]]
+SenderReportHandler = Callable[[int, int, int], None]
+StateHandler = Callable[[str], Awaitable[None]]
+
+
+class PublishConnection:
+    """The peer connection a participant publishes on: browser offers, SFU answers."""
+
+    def __init__(
+        self,
+        ice: IceSettings,
+        on_rtp: RtpHandler,
+        on_sender_report: SenderReportHandler,
+        on_state: StateHandler,
+    ) -> None:
+        self._ice = ice
+        self._on_rtp = on_rtp
+        self._on_sender_report = on_sender_report
+        self._pc = new_peer_connection()
+        self._hooked: RTCDtlsTransport | None = None
+        self.extension_ids: dict[str, int] = {}
+        self.rtcp_errors = 0
+
+        @self._pc.on("connectionstatechange")
+        async def _state_changed() -> None:
+            await on_state(self._pc.connectionState)
+
+    async def accept_offer(self, offer: str) -> tuple[str, list[IncomingTrack]]:
+        """Apply a (re-)offer; returns the answer and the m-lines that now send media."""
+        offer = filter_remote_candidates(offer, self._ice)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+        transceivers = self._pc.getTransceivers()
+        for transceiver in transceivers:
+            self._take_receiver(transceiver.receiver)
+        self._hook_transport(transceivers)
+        pin_ice_addresses(self._pc, self._ice)
+        answer = await self._pc.createAnswer()
+        await self._pc.setLocalDescription(answer)
+        self.extension_ids = _extension_ids(transceivers)
+        signalled = _signalled_ssrcs(offer)
+        tracks = []
+        for transceiver in transceivers:
+            if transceiver.currentDirection not in ("recvonly", "sendrecv"):
+                continue
+            media_ssrcs, rtx = signalled.get(transceiver.mid, ([], {}))
+            tracks.append(
+                IncomingTrack(
+                    mid=transceiver.mid,
+                    kind=transceiver.kind,
+                    codecs=_codecs_of(transceiver),
+                    media_ssrcs=media_ssrcs,
+                    rtx_ssrcs=rtx,
+                )
+            )
+        return self._pc.localDescription.sdp, tracks
+
+    def _hook_transport(self, transceivers: list[RTCRtpTransceiver]) -> None:
+        if not transceivers or self._hooked is not None:
+            return
+        dtls = transceivers[0].receiver.transport
+        dtls._handle_rtp_data = self._on_rtp
+        dtls._handle_rtcp_data = self._handle_rtcp_data
+        self._hooked = dtls
+
+    @staticmethod
+    def _take_receiver(receiver: RTCRtpReceiver) -> None:
+        """Stop the decoder thread aiortc starts in ``receive``: the SFU never decodes."""
+        if getattr(receiver, "_visio_taken", False):
+            return
+        original_receive = receiver.receive
+
+        async def receive(parameters: Any) -> None:
+            await original_receive(parameters)
+            receiver._handle_disconnect()
+
+        receiver.receive = receive
+        receiver._visio_taken = True
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        """Publisher RTCP: only sender reports matter (lip sync, LSR for our reports)."""
+        try:
+            packets = aiortc_rtp.RtcpPacket.parse(data)
+        except Exception:
+            self.rtcp_errors += 1
+            return
+        for packet in packets:
+            if isinstance(packet, aiortc_rtp.RtcpSrPacket):
+                info = packet.sender_info
+                try:
+                    self._on_sender_report(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp)
+                except Exception:
+                    logger.exception("sender report handling failed")
+
+    def _receiver_for(self, mid: str) -> RTCRtpReceiver | None:
+        for transceiver in self._pc.getTransceivers():
+            if transceiver.mid == mid:
+                return transceiver.receiver
+        return None
+
+    async def send_pli(self, mid: str, media_ssrc: int) -> None:
+        receiver = self._receiver_for(mid)
+        if receiver is not None:
+            await receiver._send_rtcp_pli(media_ssrc)
+
+    async def send_nack(self, mid: str, media_ssrc: int, lost: list[int]) -> None:
+        receiver = self._receiver_for(mid)
+        if receiver is not None:
+            await receiver._send_rtcp_nack(media_ssrc, lost)
+
+    async def send_receiver_report(self, mid: str, blocks: list[tuple[int, Any, int, int]]) -> None:
+        """One RR from the receiver of ``mid``: (ssrc, ReportBlock, lsr, dlsr) per stream."""
+        receiver = self._receiver_for(mid)
+        if receiver is None or not blocks:
+            return
+        reports = [
+            aiortc_rtp.RtcpReceiverInfo(
+                ssrc=ssrc,
+                fraction_lost=block.fraction_lost,
+                packets_lost=block.packets_lost,
+                highest_sequence=block.highest_sequence,
+                jitter=block.jitter,
+                lsr=lsr,
+                dlsr=dlsr,
+            )
+            for ssrc, block, lsr, dlsr in blocks
+        ]
+        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+        await receiver._send_rtcp(aiortc_rtp.RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports))
+
+    async def send_remb(self, mid: str, bitrate: int, ssrcs: list[int]) -> None:
+        receiver = self._receiver_for(mid)
+        if receiver is None:
+            return
+        packet = aiortc_rtp.RtcpPsfbPacket(
+            fmt=RTCP_PSFB_APP,
+            ssrc=receiver._RTCRtpReceiver__rtcp_ssrc,
+            media_ssrc=0,
+            fci=aiortc_rtp.pack_remb_fci(bitrate, ssrcs),
+        )
+        await receiver._send_rtcp(packet)
+
+    async def close(self) -> None:
+        await self._pc.close()
+
+
+# --------------------------------------------------------------------------- subscribe side
+
+@dataclass(frozen=True)
+class SubscriberFeedback:
+    """What a subscriber asked about one m-line, in the SFU's own terms."""
+
+    keyframe: bool = False  # PLI or FIR
+    lost: tuple[int, ...] = ()  # generic NACK: sequence numbers as the subscriber saw them
+    estimated_bitrate: int | None = None  # REMB
+
+
+def _feedback_from(packet: RtcpPacket, ssrc: int) -> SubscriberFeedback | None:
+    if isinstance(packet, aiortc_rtp.RtcpPsfbPacket):
+        if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
+            return SubscriberFeedback(keyframe=True)
+        if packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = aiortc_rtp.unpack_remb_fci(packet.fci)
+            except ValueError:
+                return None
+            return SubscriberFeedback(estimated_bitrate=bitrate) if ssrc in ssrcs else None
+    if isinstance(packet, aiortc_rtp.RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
+        return SubscriberFeedback(lost=tuple(packet.lost))
+    return None
+
+
+FeedbackHandler = Callable[["OutboundSlot", SubscriberFeedback], Awaitable[None]]
+
+
+class OutboundSlot:
+    """One sendonly m-line of a subscriber's connection, reused as sources come and go.
+
+    After each answer its negotiated parameters (SSRCs, payload types,
+    extension ids) are refreshed from aiortc; the SFU's consumer writes packets
+    through ``send_rtp``.
+    """
+
+    def __init__(self, transceiver: RTCRtpTransceiver, on_feedback: FeedbackHandler) -> None:
+        self.transceiver = transceiver
+        self.kind: str = transceiver.kind
+        self.source_id: str | None = None
+        self.mid: str | None = None
+        self.ssrc: int = transceiver.sender._ssrc
+        self.rtx_ssrc: int = transceiver.sender._rtx_ssrc
+        self.payload_types: dict[str, int] = {}  # mime type -> payload type
+        self.rtx_payload_types: dict[int, int] = {}  # media payload type -> rtx payload type
+        self.extension_ids: dict[str, int] = {}
+        self.send_errors = 0
+        # Continuity across reuse: the browser sees one SSRC per m-line, so the
+        # next source on this slot continues its sequence and timestamp.
+        self.next_sequence = secrets.randbelow(0x8000)
+        self.next_rtx_sequence = secrets.randbelow(0x8000)
+        self.last_timestamp = secrets.randbelow(0x100000000)
+        self.last_sent_at: float | None = None
+        sender = transceiver.sender
+        original_handler = sender._handle_rtcp_packet
+
+        async def handle_rtcp_packet(packet: RtcpPacket) -> None:
+            try:
+                if isinstance(packet, aiortc_rtp.RtcpRrPacket | aiortc_rtp.RtcpSrPacket):
+                    await original_handler(packet)  # aiortc keeps RTT statistics from RRs
+                    return
+                feedback = _feedback_from(packet, self.ssrc)
+                if feedback is not None:
+                    await on_feedback(self, feedback)
+            except Exception:
+                logger.exception("subscriber feedback handling failed")
+
+        sender._handle_rtcp_packet = handle_rtcp_packet
+
+    def assign(self, source_id: str, stream_id: str) -> None:
+        """Carry ``source_id`` from the next offer on, in the publisher's media stream."""
+        self.source_id = source_id
+        sender = self.transceiver.sender
+        sender._stream_id = stream_id
+        sender.replaceTrack(NeverTrack(self.kind, source_id))
+        self.transceiver.direction = "sendonly"
+
+    def release(self) -> None:
+        """Idle this m-line (inactive in the next offer) until another source needs it."""
+        self.source_id = None
+        self.transceiver.direction = "inactive"
+
+    def refresh_parameters(self) -> None:
+        transceiver = self.transceiver
+        self.mid = transceiver.mid
+        self.payload_types = {}
+        self.rtx_payload_types = {}
+        for codec in _codecs_of(transceiver).values():
+            if codec.rtx_for is not None:
+                self.rtx_payload_types[codec.rtx_for] = codec.payload_type
+            else:
+                self.payload_types.setdefault(codec.mime_type, codec.payload_type)
+        self.extension_ids = {ext.uri: ext.id for ext in transceiver._headerExtensions}
+
+    async def send_rtp(self, data: bytes) -> bool:
+        """Protect and send one packet; False (and counted) when the transport cannot send."""
+        try:
+            await self.transceiver.sender.transport._send_rtp(data)
+            return True
+        except Exception:
+            self.send_errors += 1
+            return False
+
+    def set_sender_report(self, ntp: int, rtp_timestamp: int, packets: int, octets: int) -> None:
+        """Make aiortc's periodic SR carry the publisher's NTP/RTP mapping (lip sync)."""
+        sender = self.transceiver.sender
+        values = (ntp, rtp_timestamp & 0xFFFFFFFF, packets, octets)
+        for name, value in zip(_SENDER_REPORT_FIELDS, values, strict=True):
+            setattr(sender, f"_RTCRtpSender__{name}", value)
+
+
+class SubscribeConnection:
+    """The peer connection a participant receives on: the SFU offers, the browser answers."""
+
+    def __init__(self, ice: IceSettings, on_feedback: FeedbackHandler,
+                 on_state: StateHandler) -> None:
+        self._ice = ice
+        self._on_feedback = on_feedback
+        self._pc = new_peer_connection()
+        self.slots: list[OutboundSlot] = []
+
+        @self._pc.on("connectionstatechange")
+        async def _state_changed() -> None:
+            await on_state(self._pc.connectionState)
+
+    def add_slot(self, kind: str) -> OutboundSlot:
+        transceiver = self._pc.addTransceiver(NeverTrack(kind, "idle"), direction="inactive")
+        slot = OutboundSlot(transceiver, self._on_feedback)
+        self.slots.append(slot)
+        return slot
+
+    async def create_offer(self) -> str:
+        pin_ice_addresses(self._pc, self._ice)
+        offer = await self._pc.createOffer()
+        await self._pc.setLocalDescription(offer)
+        return str(self._pc.localDescription.sdp)
+
+    async def accept_answer(self, answer: str) -> None:
+        answer = filter_remote_candidates(answer, self._ice)
+        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        for slot in self.slots:
+            slot.refresh_parameters()
+
+    async def close(self) -> None:
+        await self._pc.close()
+
+
+def ntp_now() -> int:
+    """The current time as a 64-bit NTP timestamp (RFC 3550 §4)."""
+    return int(current_ntp_time())
+
+
+def installed_versions() -> dict[str, str]:
+    return {"aiortc": aiortc.__version__, "aioice": metadata.version("aioice")}

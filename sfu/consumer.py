@@ -1,0 +1,200 @@
+"""One source forwarded to one subscriber: all the rewriting state lives here.
+
+The subscriber's decoder must see one continuous stream per m-line whatever
+the SFU does upstream (a new publisher SSRC, a source swapped onto a recycled
+m-line, packets dropped while waiting for a keyframe). The consumer keeps the
+offsets that map publisher sequence numbers and timestamps to the
+subscriber's, and rewrites each packet's header: SSRC, sequence number,
+timestamp, payload type, header-extension ids, MID value and a fresh
+abs-send-time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sfu.aiortc_bridge import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutboundSlot
+from sfu.rtp import abs_send_time_now, pack_extensions, pack_header, seq_newer
+from sfu.stats import SfuCounters
+
+if TYPE_CHECKING:
+    from sfu.producer import MediaPacket, Producer, SenderReport
+
+RETRANSMIT_HOLD_OFF = 0.05  # s: one NACKed packet is resent at most this often
+MAX_REMEMBERED_RETRANSMISSIONS = 512
+
+
+class Consumer:
+    """Forwards one producer's packets to one subscriber's m-line."""
+
+    def __init__(self, producer: Producer, slot: OutboundSlot, subscriber_id: str,
+                 counters: SfuCounters) -> None:
+        self.producer = producer
+        self.slot = slot
+        self.subscriber_id = subscriber_id
+        self.active = False  # set once the subscriber's answer made the m-line sendonly
+        self.closed = False
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self._counters = counters
+        self._needs_keyframe = producer.kind == "video"
+        self._source_ssrc: int | None = None
+        self._first_sequence = 0
+        self._sequence_offset = 0
+        self._timestamp_offset = 0
+        self._clock_rate = 90000 if producer.kind == "video" else 48000
+        self._retransmitted_at: dict[int, float] = {}
+        self._extension_ids: tuple[int, int, int] = (0, 0, 0)
+        self._mid_value = b""
+
+    def __repr__(self) -> str:
+        return f"Consumer({self.producer.id} -> {self.subscriber_id})"
+
+    def activate(self) -> None:
+        """The subscriber accepted the m-line: read its negotiated parameters and start."""
+        slot = self.slot
+        ids = slot.extension_ids
+        self._extension_ids = (ids.get(MID_URI, 0), ids.get(ABS_SEND_TIME_URI, 0),
+                               ids.get(AUDIO_LEVEL_URI, 0))
+        self._mid_value = (slot.mid or "").encode()
+        self.active = True
+        if self._needs_keyframe:
+            self.producer.request_keyframe()
+
+    async def forward(self, packet: MediaPacket) -> None:
+        if not self.active:
+            return
+        header = packet.header
+        if header.ssrc != self._source_ssrc:
+            # First packet, or the publisher restarted its stream: start over on a keyframe.
+            if self._needs_keyframe and not packet.keyframe:
+                self.producer.request_keyframe()
+                return
+            self._resync(packet)
+        elif seq_newer(self._first_sequence, header.sequence_number):
+            return  # older than the point where this subscriber joined the stream
+        sequence = (header.sequence_number + self._sequence_offset) & 0xFFFF
+        data = self._rewrite(packet, sequence)
+        if data is None:
+            return
+        slot = self.slot
+        if seq_newer((sequence + 1) & 0xFFFF, slot.next_sequence):
+            slot.next_sequence = (sequence + 1) & 0xFFFF
+        slot.last_timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        slot.last_sent_at = time.monotonic()
+        await self._send(data)
+
+    def _resync(self, packet: MediaPacket) -> None:
+        slot = self.slot
+        header = packet.header
+        self._source_ssrc = header.ssrc
+        self._first_sequence = header.sequence_number
+        self._sequence_offset = (slot.next_sequence - header.sequence_number) & 0xFFFF
+        base = slot.last_timestamp
+        if slot.last_sent_at is not None:
+            elapsed = time.monotonic() - slot.last_sent_at
+            base += max(1, int(elapsed * self._clock_rate))
+        self._timestamp_offset = (base - header.timestamp) & 0xFFFFFFFF
+        self._retransmitted_at.clear()
+        report = self.producer.sender_reports.get(header.ssrc)
+        if report is not None:
+            self.on_sender_report(header.ssrc, report)
+
+    def _rewrite(self, packet: MediaPacket, sequence: int, *, payload_type: int | None = None,
+                 ssrc: int | None = None, rtx_sequence: int | None = None) -> bytes | None:
+        """The packet as this subscriber must see it; RTX (RFC 4588) when ``rtx_sequence`` is set."""
+        media_pt = self.slot.payload_types.get(packet.mime_type)
+        if media_pt is None:
+            return None  # the subscriber did not accept this codec
+        header = packet.header
+        mid_id, abs_id, level_id = self._extension_ids
+        extensions: list[tuple[int, bytes]] = []
+        if mid_id:
+            extensions.append((mid_id, self._mid_value))
+        if abs_id:
+            extensions.append((abs_id, abs_send_time_now(time.time())))
+        if level_id and packet.audio_level is not None:
+            extensions.append((level_id, packet.audio_level))
+        timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        data = packet.data
+        if rtx_sequence is None:
+            return pack_header(
+                marker=header.marker,
+                payload_type=media_pt,
+                sequence_number=sequence,
+                timestamp=timestamp,
+                ssrc=self.slot.ssrc,
+                extension_block=pack_extensions(extensions),
+                padded=header.payload_end < len(data),
+            ) + data[header.payload_start:]
+        return pack_header(
+            marker=header.marker,
+            payload_type=payload_type if payload_type is not None else media_pt,
+            sequence_number=rtx_sequence,
+            timestamp=timestamp,
+            ssrc=ssrc if ssrc is not None else self.slot.ssrc,
+            extension_block=pack_extensions(extensions),
+        ) + sequence.to_bytes(2, "big") + data[header.payload_start:header.payload_end]
+
+    async def retransmit(self, lost: list[int]) -> None:
+        """Answer a subscriber's NACK from the producer's cache, as RTX when negotiated."""
+        if not self.active or self._source_ssrc is None:
+            return
+        now = time.monotonic()
+        if len(self._retransmitted_at) > MAX_REMEMBERED_RETRANSMISSIONS:
+            self._retransmitted_at.clear()
+        for sequence in lost[:64]:
+            if now - self._retransmitted_at.get(sequence, -1.0) < RETRANSMIT_HOLD_OFF:
+                continue
+            original = (sequence - self._sequence_offset) & 0xFFFF
+            if seq_newer(self._first_sequence, original):
+                continue
+            packet = self.producer.cache.get(original)
+            if packet is None or packet.header.ssrc != self._source_ssrc:
+                continue
+            data = self._retransmission(packet, sequence)
+            if data is None:
+                continue
+            self._retransmitted_at[sequence] = now
+            self._counters.retransmissions += 1
+            await self._send(data)
+
+    def _retransmission(self, packet: MediaPacket, sequence: int) -> bytes | None:
+        slot = self.slot
+        media_pt = slot.payload_types.get(packet.mime_type)
+        rtx_pt = slot.rtx_payload_types.get(media_pt) if media_pt is not None else None
+        if rtx_pt is None or not slot.rtx_ssrc:
+            return self._rewrite(packet, sequence)
+        rtx_sequence = slot.next_rtx_sequence
+        slot.next_rtx_sequence = (rtx_sequence + 1) & 0xFFFF
+        return self._rewrite(packet, sequence, payload_type=rtx_pt, ssrc=slot.rtx_ssrc,
+                             rtx_sequence=rtx_sequence)
+
+    async def _send(self, data: bytes) -> None:
+        if await self.slot.send_rtp(data):
+            self.packets_sent += 1
+            self.octets_sent += len(data)
+            self._counters.rtp_packets_out += 1
+            self._counters.rtp_bytes_out += len(data)
+        else:
+            self._counters.send_failures += 1
+
+    def on_sender_report(self, ssrc: int, report: SenderReport) -> None:
+        """Translate the publisher's NTP/RTP mapping into this subscriber's timestamps."""
+        if ssrc != self._source_ssrc or not self.active:
+            return
+        self.slot.set_sender_report(
+            report.ntp_timestamp,
+            report.rtp_timestamp + self._timestamp_offset,
+            self.packets_sent,
+            self.octets_sent,
+        )
+
+    def request_keyframe(self) -> None:
+        self.producer.request_keyframe()
+
+    def close(self) -> None:
+        self.closed = True
+        self.active = False
+        self.producer.remove_consumer(self)

@@ -1,0 +1,210 @@
+"""The publish transport's packet path: decrypted bytes in, producers out.
+
+Runs inside aiortc's DTLS receive loop, so nothing may escape it: an
+exception there would end the publisher's whole transport. Demultiplexing
+follows RFC 8843 §9.2: a known SSRC first, then the MID header extension,
+then a payload type owned by a single m-line. RTX (RFC 4588) is unwrapped
+here so that producers and consumers only ever see media packets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from sfu.aiortc_bridge import (
+    ABS_SEND_TIME_URI,
+    AUDIO_LEVEL_URI,
+    MID_URI,
+    IncomingTrack,
+    PublishConnection,
+    RemoteBitrateEstimator,
+)
+from sfu.producer import Producer
+from sfu.rtp import MalformedPacket, RtpHeader, abs_send_time_value, parse_header
+from sfu.stats import SfuCounters
+
+logger = logging.getLogger(__name__)
+
+REPORT_INTERVAL = 1.0  # s between receiver reports upstream
+MIN_REMB_INTERVAL = 0.25  # s between two REMBs, however often the estimate moves
+
+
+@dataclass(slots=True)
+class _Route:
+    producer: Producer
+    rtx: bool
+
+
+class PublisherIngress:
+    """Routes one participant's incoming RTP to its producers and reports upstream."""
+
+    def __init__(self, counters: SfuCounters) -> None:
+        self._counters = counters
+        self._connection: PublishConnection | None = None
+        self._by_mid: dict[str, Producer] = {}
+        self._routes: dict[int, _Route] = {}
+        self._rtx_media_ssrc: dict[int, int] = {}
+        self._mid_id = 0
+        self._abs_send_time_id = 0
+        self._audio_level_id = 0
+        self._estimator = RemoteBitrateEstimator()
+        self._last_remb = 0.0
+        self._report_task: asyncio.Task[None] | None = None
+        self._logged_errors = 0
+
+    def configure(self, connection: PublishConnection, tracks: list[IncomingTrack],
+                  producers: dict[str, Producer]) -> None:
+        """Adopt the m-lines of the latest offer/answer."""
+        self._connection = connection
+        ids = connection.extension_ids
+        self._mid_id = ids.get(MID_URI, 0)
+        self._abs_send_time_id = ids.get(ABS_SEND_TIME_URI, 0)
+        self._audio_level_id = ids.get(AUDIO_LEVEL_URI, 0)
+        self._by_mid = dict(producers)
+        self._routes = {s: r for s, r in self._routes.items() if r.producer.mid in producers}
+        for track in tracks:
+            producer = producers.get(track.mid)
+            if producer is None:
+                continue
+            for ssrc in track.media_ssrcs:
+                self._routes[ssrc] = _Route(producer, rtx=False)
+            for rtx_ssrc, media_ssrc in track.rtx_ssrcs.items():
+                self._routes[rtx_ssrc] = _Route(producer, rtx=True)
+                self._rtx_media_ssrc[rtx_ssrc] = media_ssrc
+        if self._report_task is None:
+            self._report_task = asyncio.ensure_future(self._report_loop())
+
+    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        """aiortc's hook: must never raise."""
+        try:
+            await self._ingest(data, arrival_time_ms)
+        except Exception:
+            self._counters.ingress_errors += 1
+            if self._logged_errors < 10:
+                self._logged_errors += 1
+                logger.exception("dropping a publisher packet that broke the ingress")
+
+    async def _ingest(self, data: bytes, arrival_time_ms: int) -> None:
+        counters = self._counters
+        counters.rtp_packets_in += 1
+        counters.rtp_bytes_in += len(data)
+        try:
+            header = parse_header(data)
+        except MalformedPacket:
+            counters.rtp_malformed += 1
+            return
+        route = self._routes.get(header.ssrc) or self._learn(header)
+        if route is None:
+            counters.rtp_unknown_ssrc += 1
+            return
+        producer = route.producer
+        if route.rtx:
+            unwrapped = self._unwrap_rtx(data, header, producer)
+            if unwrapped is None:
+                return
+            data, header = unwrapped
+        elif producer.kind == "video" and self._abs_send_time_id:
+            self._estimate_bandwidth(header, arrival_time_ms)
+        audio_level = header.extensions.get(self._audio_level_id) if self._audio_level_id else None
+        await producer.on_packet(data, header, arrival_time_ms / 1000.0, audio_level)
+
+    def _learn(self, header: RtpHeader) -> _Route | None:
+        """Latch an unsignalled SSRC to its m-line by MID, else by a payload type only one owns."""
+        producer = None
+        raw_mid = header.extensions.get(self._mid_id) if self._mid_id else None
+        if raw_mid:
+            producer = self._by_mid.get(raw_mid.decode("ascii", "replace"))
+        if producer is None:
+            owners = [p for p in self._by_mid.values()
+                      if header.payload_type in p.codecs or header.payload_type in p.rtx_payload_types]
+            producer = owners[0] if len(owners) == 1 else None
+        if producer is None:
+            return None
+        rtx = header.payload_type in producer.rtx_payload_types
+        if rtx:
+            if producer.media_ssrc is None:
+                return None  # cannot tell which stream this repairs yet
+            self._rtx_media_ssrc[header.ssrc] = producer.media_ssrc
+        route = _Route(producer, rtx)
+        self._routes[header.ssrc] = route
+        return route
+
+    def _unwrap_rtx(self, data: bytes, header: RtpHeader,
+                    producer: Producer) -> tuple[bytes, RtpHeader] | None:
+        """RFC 4588 §4: original sequence number, then the original payload."""
+        media_pt = producer.rtx_payload_types.get(header.payload_type)
+        media_ssrc = self._rtx_media_ssrc.get(header.ssrc)
+        if header.payload_size < 2 or media_pt is None or media_ssrc is None:
+            self._counters.rtp_padding_dropped += 1  # padding-only bandwidth probe
+            return None
+        start = header.payload_start
+        original_sequence = int.from_bytes(data[start:start + 2], "big")
+        unwrapped = data[:start] + data[start + 2:]
+        return unwrapped, RtpHeader(
+            marker=header.marker,
+            payload_type=media_pt,
+            sequence_number=original_sequence,
+            timestamp=header.timestamp,
+            ssrc=media_ssrc,
+            extensions=header.extensions,
+            payload_start=start,
+            payload_end=header.payload_end - 2,
+        )
+
+    def _estimate_bandwidth(self, header: RtpHeader, arrival_time_ms: int) -> None:
+        raw = header.extensions.get(self._abs_send_time_id)
+        if raw is None:
+            return
+        result = self._estimator.add(arrival_time_ms, abs_send_time_value(raw),
+                                     header.payload_size, header.ssrc)
+        now = time.monotonic()
+        if result is None or now - self._last_remb < MIN_REMB_INTERVAL:
+            return
+        self._last_remb = now
+        bitrate, ssrcs = result
+        producer = self._routes[header.ssrc].producer
+        if self._connection is not None:
+            self._counters.remb_sent_upstream += 1
+            task = asyncio.ensure_future(self._connection.send_remb(producer.mid, bitrate, ssrcs))
+            task.add_done_callback(_ignore_result)
+
+    def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
+        route = self._routes.get(ssrc)
+        if route is not None and not route.rtx:
+            route.producer.on_sender_report(ssrc, ntp_timestamp, rtp_timestamp)
+
+    async def _report_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REPORT_INTERVAL)
+            try:
+                await self._send_reports()
+            except Exception:
+                logger.exception("receiver report failed")
+
+    async def _send_reports(self) -> None:
+        if self._connection is None:
+            return
+        now = time.time()
+        for producer in list(self._by_mid.values()):
+            blocks = []
+            for ssrc, stats in producer.reception.items():
+                lsr = dlsr = 0
+                report = producer.sender_reports.get(ssrc)
+                if report is not None:
+                    lsr = (report.ntp_timestamp >> 16) & 0xFFFFFFFF
+                    dlsr = int((now - producer.sender_report_times[ssrc]) * 65536)
+                blocks.append((ssrc, stats.report(), lsr, dlsr))
+            await self._connection.send_receiver_report(producer.mid, blocks)
+
+    def close(self) -> None:
+        if self._report_task is not None:
+            self._report_task.cancel()
+            self._report_task = None
+
+
+def _ignore_result(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()

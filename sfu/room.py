@@ -1,0 +1,71 @@
+"""A room (mediasoup's Router): who is there and which sources each should receive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sfu.participant import Event, Participant
+from sfu.producer import Producer
+
+logger = logging.getLogger(__name__)
+
+
+class Room:
+    """Participants of one meeting; everyone receives every other participant's sources."""
+
+    def __init__(self, room_id: str, max_participants: int) -> None:
+        self.id = room_id
+        self.max_participants = max_participants
+        self.participants: dict[str, Participant] = {}
+
+    @property
+    def full(self) -> bool:
+        return len(self.participants) >= self.max_participants
+
+    def producers(self) -> list[Producer]:
+        return [p for member in self.participants.values() for p in member.producers.values()]
+
+    def broadcast(self, event: Event, *, exclude: str | None = None) -> None:
+        for member in self.participants.values():
+            if member.id != exclude:
+                member.emit(event)
+
+    async def add(self, participant: Participant) -> None:
+        self.broadcast({"type": "participant_joined", "participant": participant.describe()})
+        self.participants[participant.id] = participant
+        await self._resubscribe([participant])
+
+    async def sources_changed(self, publisher: Participant, added: list[Producer],
+                              removed: list[Producer]) -> None:
+        for producer in added:
+            self.broadcast({"type": "source_added", "source": producer.describe()},
+                           exclude=publisher.id)
+        for producer in removed:
+            self.broadcast({"type": "source_removed", "source_id": producer.id,
+                            "participant_id": publisher.id}, exclude=publisher.id)
+        if added or removed:
+            await self._resubscribe([m for m in self.participants.values() if m is not publisher])
+
+    async def remove(self, participant: Participant) -> None:
+        if self.participants.pop(participant.id, None) is None:
+            return
+        removed = await participant.close()
+        for producer in removed:
+            self.broadcast({"type": "source_removed", "source_id": producer.id,
+                            "participant_id": participant.id})
+        self.broadcast({"type": "participant_left", "participant_id": participant.id})
+        await self._resubscribe(list(self.participants.values()))
+
+    async def _resubscribe(self, members: list[Participant]) -> None:
+        """Tell each member which sources to receive; one member's failure spares the others."""
+        sources = self.producers()
+
+        async def update(member: Participant) -> None:
+            try:
+                await member.set_wanted_sources(
+                    [p for p in sources if p.participant_id != member.id])
+            except Exception:
+                logger.exception("renegotiation for %s failed", member.id)
+
+        await asyncio.gather(*(update(m) for m in members))

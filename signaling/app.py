@@ -1,0 +1,67 @@
+"""The aiohttp application: WebSocket signaling, health and stats, and the web client."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from aiohttp import web
+
+from sfu import SfuService, SfuSettings
+from signaling.protocol import MAX_FRAME_BYTES
+from signaling.session import SignalingSession
+from signaling.settings import Settings
+
+SFU_KEY = web.AppKey("sfu", SfuService)
+SETTINGS_KEY = web.AppKey("settings", Settings)
+SOCKETS_KEY = web.AppKey("sockets", set)
+
+
+def create_app(settings: Settings) -> web.Application:
+    SfuService.check_environment()
+    app = web.Application()
+    app[SETTINGS_KEY] = settings
+    app[SFU_KEY] = SfuService(SfuSettings(ice=settings.ice,
+                                          max_participants_per_room=settings.max_participants_per_room))
+    app[SOCKETS_KEY] = set()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/ws", websocket)
+    app.router.add_get("/", index)
+    app.router.add_static("/", settings.web_client_dir, show_index=False)
+    app.on_shutdown.append(_close_everything)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def stats(request: web.Request) -> web.Response:
+    body: dict[str, Any] = request.app[SFU_KEY].stats()
+    body["decoder_threads"] = sum(1 for t in threading.enumerate() if t.name.endswith("-decoder"))
+    body["threads"] = threading.active_count()
+    return web.json_response(body)
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(request.app[SETTINGS_KEY].web_client_dir / "index.html")
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+    await ws.prepare(request)
+    sockets = request.app[SOCKETS_KEY]
+    sockets.add(ws)
+    try:
+        session = SignalingSession(ws, request.app[SFU_KEY], request.app[SETTINGS_KEY].ice_servers)
+        await session.run()
+    finally:
+        sockets.discard(ws)
+    return ws
+
+
+async def _close_everything(app: web.Application) -> None:
+    for ws in list(app[SOCKETS_KEY]):
+        await ws.close(message=b"server shutdown")
+    await app[SFU_KEY].close()

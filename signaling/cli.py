@@ -1,0 +1,55 @@
+"""The ``visio`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+import uvloop
+from aiohttp import web
+
+from signaling.app import create_app
+from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="visio", description="visio videoconference server")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
+    add_serve_arguments(serve)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        try:
+            settings = settings_from_arguments(args)
+        except ValueError as exc:
+            parser.error(str(exc))
+        uvloop.run(serve_forever(settings))
+    return 0
+
+
+async def serve_forever(settings: Settings) -> None:
+    """Serve until SIGINT/SIGTERM, then close every room cleanly."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    logging.getLogger("visio").info(
+        "visio listening on http://%s:%d (ICE announces %s, binds %s)", settings.host,
+        settings.port, settings.ice.announced_address, settings.ice.bind_address)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Signaling protocol v1: validation of client messages (see docs/protocol.md).
+
+Every frame from a browser may be malformed or hostile; each one becomes
+either a typed message or a ``ProtocolError`` carrying the error code the
+client receives. Nothing here touches the room.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024
+MAX_SDP_BYTES = 60 * 1024
+ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_NAME_CHARS = 64
+MAX_REQUEST_ID_CHARS = 64
+
+
+class ProtocolError(Exception):
+    """A client message that cannot be acted on; ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str, request_id: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+@dataclass(frozen=True)
+class Join:
+    room: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PublishOffer:
+    sdp: str
+
+
+@dataclass(frozen=True)
+class SubscribeAnswer:
+    revision: int
+    sdp: str
+
+
+@dataclass(frozen=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+ClientMessage = Join | PublishOffer | SubscribeAnswer | Leave | Ping
+
+
+@dataclass(frozen=True)
+class Envelope:
+    message: ClientMessage
+    request_id: Any
+
+
+def parse_frame(frame: str) -> Envelope:
+    """Validate one text frame into a typed message, or raise ``ProtocolError``."""
+    if len(frame.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise ProtocolError("too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+    try:
+        data = json.loads(frame)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_json", f"the frame is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", "the frame must be a JSON object")
+    request_id = _request_id(data.get("id"))
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "field 'type' must be a string", request_id)
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}", request_id)
+    try:
+        return Envelope(parser(data), request_id)
+    except ProtocolError as exc:
+        exc.request_id = request_id
+        raise
+
+
+def _request_id(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ProtocolError("bad_message", "field 'id' must be a string or an integer")
+    if isinstance(value, str) and len(value) > MAX_REQUEST_ID_CHARS:
+        raise ProtocolError("bad_message", f"field 'id' is longer than {MAX_REQUEST_ID_CHARS}")
+    if isinstance(value, int) and not -(2**53) < value < 2**53:
+        raise ProtocolError("bad_message", "field 'id' is out of range")
+    return value
+
+
+def _string(data: dict[str, Any], name: str, max_length: int) -> str:
+    value = data.get(name)
+    if not isinstance(value, str):
+        raise ProtocolError("bad_message", f"field {name!r} must be a string")
+    if len(value) > max_length:
+        raise ProtocolError("bad_message", f"field {name!r} is longer than {max_length}")
+    return value
+
+
+def _sdp(data: dict[str, Any]) -> str:
+    sdp = _string(data, "sdp", MAX_SDP_BYTES)
+    if not sdp.startswith("v=0"):
+        raise ProtocolError("invalid_sdp", "field 'sdp' must be an SDP description starting v=0")
+    return sdp
+
+
+def _join(data: dict[str, Any]) -> Join:
+    version = data.get("v")
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError("unsupported_version",
+                            f"protocol version {version!r} is not supported (use 1)")
+    room = _string(data, "room", 64)
+    if not ROOM_NAME.match(room):
+        raise ProtocolError("bad_message",
+                            "field 'room' must be 1-64 characters of A-Z a-z 0-9 _ . -")
+    name = " ".join(_string(data, "name", 256).split())
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise ProtocolError("bad_message", f"field 'name' must be 1-{MAX_NAME_CHARS} characters")
+    if any(ord(ch) < 32 for ch in name):
+        raise ProtocolError("bad_message", "field 'name' contains control characters")
+    return Join(room=room, name=name)
+
+
+def _subscribe_answer(data: dict[str, Any]) -> SubscribeAnswer:
+    revision = data.get("revision")
+    if isinstance(revision, bool) or not isinstance(revision, int) or not 0 < revision < 2**31:
+        raise ProtocolError("bad_message", "field 'revision' must be a positive integer")
+    return SubscribeAnswer(revision=revision, sdp=_sdp(data))
+
+
+_PARSERS = {
+    "join": _join,
+    "publish_offer": lambda data: PublishOffer(sdp=_sdp(data)),
+    "subscribe_answer": _subscribe_answer,
+    "leave": lambda data: Leave(),
+    "ping": lambda data: Ping(),
+}
+
+
+def error_message(code: str, message: str, request_id: Any = None) -> dict[str, Any]:
+    reply: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if request_id is not None:
+        reply["id"] = request_id
+    return reply

@@ -1,0 +1,166 @@
+"""One browser's WebSocket: translates protocol messages into SFU calls and SFU events back.
+
+Modelled on Galène's client translator: the session knows the protocol and
+the SFU API, nothing about RTP. A bad message gets a typed error and the
+session (and the room) carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from sfu import SfuError, SfuService
+from signaling.protocol import (
+    PROTOCOL_VERSION,
+    Envelope,
+    Join,
+    Leave,
+    Ping,
+    ProtocolError,
+    PublishOffer,
+    SubscribeAnswer,
+    error_message,
+    parse_frame,
+)
+
+logger = logging.getLogger(__name__)
+
+INVALID_FRAME_LIMIT = 50
+INVALID_FRAME_WINDOW = 10.0  # seconds
+
+
+class SignalingSession:
+    """Serves one participant over one WebSocket, from join to leave."""
+
+    def __init__(self, ws: web.WebSocketResponse, sfu: SfuService,
+                 ice_servers: list[dict[str, Any]]) -> None:
+        self._ws = ws
+        self._sfu = sfu
+        self._ice_servers = ice_servers
+        self._send_lock = asyncio.Lock()
+        self._participant_id: str | None = None
+        self._pump: asyncio.Task[None] | None = None
+        self._invalid_frames: deque[float] = deque()
+        self._closing = False
+
+    async def run(self) -> None:
+        try:
+            async for frame in self._ws:
+                if frame.type == WSMsgType.TEXT:
+                    await self._handle_frame(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    await self._reject(ProtocolError("bad_json", "binary frames are not accepted"))
+                else:
+                    break
+                if self._closing:
+                    break
+        finally:
+            await self._finish()
+
+    async def _handle_frame(self, frame: str) -> None:
+        try:
+            envelope = parse_frame(frame)
+            await self._dispatch(envelope)
+        except ProtocolError as exc:
+            await self._reject(exc)
+        except SfuError as exc:
+            await self._send(error_message(exc.code, str(exc), _request_id(frame)))
+        except Exception:
+            logger.exception("signaling request failed")
+            await self._send(error_message("internal", "the server failed to handle this "
+                                           "request; it can be retried", _request_id(frame)))
+
+    async def _dispatch(self, envelope: Envelope) -> None:
+        message, request_id = envelope.message, envelope.request_id
+        if isinstance(message, Ping):
+            await self._send(_reply("pong", request_id))
+            return
+        if isinstance(message, Join):
+            await self._join(message, request_id)
+            return
+        if self._participant_id is None:
+            raise ProtocolError("not_joined", "send 'join' first", request_id)
+        if isinstance(message, PublishOffer):
+            answer = await self._sfu.publish(self._participant_id, message.sdp)
+            await self._send(_reply("publish_answer", request_id, sdp=answer))
+        elif isinstance(message, SubscribeAnswer):
+            await self._sfu.answer_subscription(self._participant_id, message.revision,
+                                                message.sdp)
+        elif isinstance(message, Leave):
+            self._closing = True
+
+    async def _join(self, message: Join, request_id: Any) -> None:
+        if self._participant_id is not None:
+            raise ProtocolError("already_joined", "this socket has already joined a room",
+                                request_id)
+        result = await self._sfu.join(message.room, message.name)
+        self._participant_id = result.participant_id
+        await self._send(_reply(
+            "joined", request_id,
+            v=PROTOCOL_VERSION,
+            room=result.room_id,
+            participant_id=result.participant_id,
+            participants=result.participants,
+            sources=result.sources,
+            ice_servers=self._ice_servers,
+        ))
+        self._pump = asyncio.ensure_future(self._pump_events(result.events))
+
+    async def _pump_events(self, events: asyncio.Queue[dict[str, Any]]) -> None:
+        while True:
+            event = await events.get()
+            await self._send(event)
+            if event.get("type") == "left":
+                self._closing = True
+                await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"connection failed")
+                return
+
+    async def _reject(self, error: ProtocolError) -> None:
+        await self._send(error_message(error.code, error.message, error.request_id))
+        now = time.monotonic()
+        self._invalid_frames.append(now)
+        while self._invalid_frames and now - self._invalid_frames[0] > INVALID_FRAME_WINDOW:
+            self._invalid_frames.popleft()
+        if len(self._invalid_frames) > INVALID_FRAME_LIMIT:
+            await self._send(error_message("rate_limited", "too many invalid messages"))
+            self._closing = True
+            await self._ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"rate limited")
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        if self._ws.closed:
+            return
+        async with self._send_lock:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await self._ws.send_json(message)
+
+    async def _finish(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if self._participant_id is not None:
+            participant_id, self._participant_id = self._participant_id, None
+            await self._sfu.leave(participant_id)
+        if not self._ws.closed:
+            await self._ws.close()
+
+
+def _reply(kind: str, request_id: Any, **fields: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {"type": kind}
+    if request_id is not None:
+        message["id"] = request_id
+    message.update(fields)
+    return message
+
+
+def _request_id(frame: str) -> Any:
+    """The id of an already-validated frame, for errors raised after validation."""
+    try:
+        return parse_frame(frame).request_id
+    except ProtocolError:
+        return None
