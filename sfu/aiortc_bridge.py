@@ -276,8 +276,8 @@ def _signalled_ssrcs(offer: str) -> dict[str, tuple[list[int], dict[int, int]]]:
         mid = media.rtp.muxId
         rtx: dict[int, int] = {}
         for group in media.ssrc_group:
-            if group.semantic == "FID" and len(group.ssrc) == 2:
-                rtx[group.ssrc[1]] = group.ssrc[0]
+            if group.semantic == "FID" and len(group.items) == 2:
+                rtx[int(group.items[1])] = int(group.items[0])
         media_ssrcs = [s.ssrc for s in media.ssrc if s.ssrc not in rtx]
         result[mid] = (list(dict.fromkeys(media_ssrcs)), rtx)
     return result

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aioice logs every candidate-pair transition at INFO: thousands of lines per meeting.
+    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
     if args.command == "serve":
         try:
             settings = settings_from_arguments(args)
