@@ -21,6 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
     add_serve_arguments(serve)
+    bench = commands.add_parser("bench", help="measure the SFU (see docs/benchmarks.md)")
+    from loadtest import bench as bench_module
+
+    bench_module.configure_parser(bench)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -32,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
         uvloop.run(serve_forever(settings))
+    elif args.command == "bench":
+        return bench_module.main(args)
     return 0
 
 
