@@ -31,8 +31,13 @@ async () => {
 }
 """
 
+# Throws (ending the wait at once) when the page reports an error.
 REMOTE_VIDEO_PLAYING_JS = """
 (participantId) => {
+  const status = document.querySelector('[role="status"]');
+  if (status && status.dataset.kind === "error") {
+    throw new Error(`status line shows an error: ${status.textContent}`);
+  }
   const video = document.querySelector(`video[data-participant-id="${participantId}"]`);
   return !!video && video.videoWidth > 0;
 }
