@@ -25,7 +25,8 @@ import ipaddress
 import logging
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import SimpleNamespace
@@ -43,11 +44,13 @@ from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.clock import current_ntp_time
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rate import RemoteBitrateEstimator as RemoteBitrateEstimator
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rate import RemoteBitrateEstimator
+
+from sfu.stats import SfuCounters
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +116,13 @@ def self_check() -> None:
                  "_components"):
         if not hasattr(probe_connection, name):
             problems.append(f"aioice.Connection instance attribute {name} is missing")
-    probe_sender = RTCRtpSender("video", SimpleNamespace(state="new"))
+    probe_sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
     for name in ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id"):
         if not hasattr(probe_sender, name):
             problems.append(f"RTCRtpSender instance attribute {name} is missing")
+    probe_receiver = RTCRtpReceiver("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    if not hasattr(probe_receiver, "_RTCRtpReceiver__rtcp_ssrc"):
+        problems.append("RTCRtpReceiver private field __rtcp_ssrc is missing")
     for name in _SENDER_REPORT_FIELDS:
         if not hasattr(probe_sender, f"_RTCRtpSender__{name}"):
             problems.append(f"RTCRtpSender private field __{name} is missing")
@@ -146,6 +152,22 @@ def new_peer_connection() -> RTCPeerConnection:
     )
 
 
+_pinned_connections: weakref.WeakSet[aioice.Connection] = weakref.WeakSet()
+_taken_receivers: weakref.WeakSet[RTCRtpReceiver] = weakref.WeakSet()
+
+
+def override(instance: object, method: str, replacement: Callable[..., Any]) -> None:
+    """Replace one method on one instance (never on the class): the SFU's only way in."""
+    if not hasattr(instance, method):
+        raise AiortcInternalsChanged(f"{type(instance).__name__}.{method} is missing")
+    setattr(instance, method, replacement)
+
+
+def private(instance: object, mangled_name: str) -> Any:
+    """Read a name-mangled private attribute (listed in ``self_check``)."""
+    return getattr(instance, mangled_name)
+
+
 def pin_ice_addresses(pc: RTCPeerConnection, ice: IceSettings) -> None:
     """Make every ICE connection of ``pc`` gather one host candidate on ``ice``.
 
@@ -153,10 +175,10 @@ def pin_ice_addresses(pc: RTCPeerConnection, ice: IceSettings) -> None:
     """
     for transceiver in pc.getTransceivers():
         connection = transceiver.sender.transport.transport.iceGatherer._connection
-        if getattr(connection, "_visio_pinned", False):
+        if connection in _pinned_connections:
             continue
-        connection.gather_candidates = _pinned_gatherer(connection, ice)
-        connection._visio_pinned = True
+        override(connection, "gather_candidates", _pinned_gatherer(connection, ice))
+        _pinned_connections.add(connection)
 
 
 def _pinned_gatherer(connection: aioice.Connection, ice: IceSettings) -> Callable[[], Any]:
@@ -250,6 +272,8 @@ class IncomingTrack:
 def _codecs_of(transceiver: RTCRtpTransceiver) -> dict[int, Codec]:
     codecs: dict[int, Codec] = {}
     for codec in transceiver._codecs:
+        if codec.payloadType is None:
+            continue
         apt = codec.parameters.get("apt") if codec.mimeType.lower().endswith("/rtx") else None
         codecs[codec.payloadType] = Codec(
             payload_type=codec.payloadType,
@@ -285,7 +309,7 @@ def _signalled_ssrcs(offer: str) -> dict[str, tuple[list[int], dict[int, int]]]:
 
 # --------------------------------------------------------------------------- publish side
 
-RtpHandler = Callable[[bytes, int], Awaitable[None]]
+RtpHandler = Callable[[bytes, int], Coroutine[Any, Any, None]]
 SenderReportHandler = Callable[[int, int, int], None]
 StateHandler = Callable[[str], Awaitable[None]]
 
@@ -299,14 +323,15 @@ class PublishConnection:
         on_rtp: RtpHandler,
         on_sender_report: SenderReportHandler,
         on_state: StateHandler,
+        counters: SfuCounters,
     ) -> None:
         self._ice = ice
+        self._counters = counters
         self._on_rtp = on_rtp
         self._on_sender_report = on_sender_report
         self._pc = new_peer_connection()
         self._hooked: RTCDtlsTransport | None = None
         self.extension_ids: dict[str, int] = {}
-        self.rtcp_errors = 0
 
         @self._pc.on("connectionstatechange")
         async def _state_changed() -> None:
@@ -315,6 +340,8 @@ class PublishConnection:
     async def accept_offer(self, offer: str) -> tuple[str, list[IncomingTrack]]:
         """Apply a (re-)offer; returns the answer and the m-lines that now send media."""
         offer = filter_remote_candidates(offer, self._ice)
+        if "\nm=" not in offer:
+            raise ValueError("the offer has no media section")
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         transceivers = self._pc.getTransceivers()
         for transceiver in transceivers:
@@ -327,12 +354,13 @@ class PublishConnection:
         signalled = _signalled_ssrcs(offer)
         tracks = []
         for transceiver in transceivers:
-            if transceiver.currentDirection not in ("recvonly", "sendrecv"):
+            mid = transceiver.mid
+            if mid is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                 continue
-            media_ssrcs, rtx = signalled.get(transceiver.mid, ([], {}))
+            media_ssrcs, rtx = signalled.get(mid, ([], {}))
             tracks.append(
                 IncomingTrack(
-                    mid=transceiver.mid,
+                    mid=mid,
                     kind=transceiver.kind,
                     codecs=_codecs_of(transceiver),
                     media_ssrcs=media_ssrcs,
@@ -345,14 +373,14 @@ class PublishConnection:
         if not transceivers or self._hooked is not None:
             return
         dtls = transceivers[0].receiver.transport
-        dtls._handle_rtp_data = self._on_rtp
-        dtls._handle_rtcp_data = self._handle_rtcp_data
+        override(dtls, "_handle_rtp_data", self._on_rtp)
+        override(dtls, "_handle_rtcp_data", self._handle_rtcp_data)
         self._hooked = dtls
 
     @staticmethod
     def _take_receiver(receiver: RTCRtpReceiver) -> None:
         """Stop the decoder thread aiortc starts in ``receive``: the SFU never decodes."""
-        if getattr(receiver, "_visio_taken", False):
+        if receiver in _taken_receivers:
             return
         original_receive = receiver.receive
 
@@ -360,15 +388,15 @@ class PublishConnection:
             await original_receive(parameters)
             receiver._handle_disconnect()
 
-        receiver.receive = receive
-        receiver._visio_taken = True
+        override(receiver, "receive", receive)
+        _taken_receivers.add(receiver)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         """Publisher RTCP: only sender reports matter (lip sync, LSR for our reports)."""
         try:
             packets = aiortc_rtp.RtcpPacket.parse(data)
         except Exception:
-            self.rtcp_errors += 1
+            self._counters.rtcp_malformed += 1
             return
         for packet in packets:
             if isinstance(packet, aiortc_rtp.RtcpSrPacket):
@@ -411,7 +439,7 @@ class PublishConnection:
             )
             for ssrc, block, lsr, dlsr in blocks
         ]
-        rtcp_ssrc = receiver._RTCRtpReceiver__rtcp_ssrc
+        rtcp_ssrc = private(receiver, "_RTCRtpReceiver__rtcp_ssrc")
         await receiver._send_rtcp(aiortc_rtp.RtcpRrPacket(ssrc=rtcp_ssrc, reports=reports))
 
     async def send_remb(self, mid: str, bitrate: int, ssrcs: list[int]) -> None:
@@ -420,7 +448,7 @@ class PublishConnection:
             return
         packet = aiortc_rtp.RtcpPsfbPacket(
             fmt=RTCP_PSFB_APP,
-            ssrc=receiver._RTCRtpReceiver__rtcp_ssrc,
+            ssrc=private(receiver, "_RTCRtpReceiver__rtcp_ssrc"),
             media_ssrc=0,
             fci=aiortc_rtp.pack_remb_fci(bitrate, ssrcs),
         )
@@ -498,7 +526,7 @@ class OutboundSlot:
             except Exception:
                 logger.exception("subscriber feedback handling failed")
 
-        sender._handle_rtcp_packet = handle_rtcp_packet
+        override(sender, "_handle_rtcp_packet", handle_rtcp_packet)
 
     def assign(self, source_id: str, stream_id: str) -> None:
         """Carry ``source_id`` from the next offer on, in the publisher's media stream."""
@@ -546,8 +574,9 @@ class SubscribeConnection:
     """The peer connection a participant receives on: the SFU offers, the browser answers."""
 
     def __init__(self, ice: IceSettings, on_feedback: FeedbackHandler,
-                 on_state: StateHandler) -> None:
+                 on_state: StateHandler, counters: SfuCounters) -> None:
         self._ice = ice
+        self._counters = counters
         self._on_feedback = on_feedback
         self._pc = new_peer_connection()
         self.slots: list[OutboundSlot] = []
@@ -558,9 +587,32 @@ class SubscribeConnection:
 
     def add_slot(self, kind: str) -> OutboundSlot:
         transceiver = self._pc.addTransceiver(NeverTrack(kind, "idle"), direction="inactive")
+        if not self.slots:
+            self._guard_transport(transceiver.sender.transport)
         slot = OutboundSlot(transceiver, self._on_feedback)
         self.slots.append(slot)
         return slot
+
+    def _guard_transport(self, dtls: RTCDtlsTransport) -> None:
+        """Keep a subscriber's hostile packets out of aiortc's transport loop.
+
+        aiortc's RTCP handler only catches ``ValueError``; any other parse
+        failure would end the transport. Subscribers send no media, so RTP on
+        this transport is dropped unread.
+        """
+        original_rtcp = dtls._handle_rtcp_data
+
+        async def handle_rtcp_data(data: bytes) -> None:
+            try:
+                await original_rtcp(data)
+            except Exception:
+                self._counters.rtcp_malformed += 1
+
+        async def drop_rtp(data: bytes, arrival_time_ms: int) -> None:
+            self._counters.rtp_unexpected_on_subscribe += 1
+
+        override(dtls, "_handle_rtcp_data", handle_rtcp_data)
+        override(dtls, "_handle_rtp_data", drop_rtp)
 
     async def create_offer(self) -> str:
         pin_ice_addresses(self._pc, self._ice)

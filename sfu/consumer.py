@@ -103,7 +103,7 @@ class Consumer:
 
     def _rewrite(self, packet: MediaPacket, sequence: int, *, payload_type: int | None = None,
                  ssrc: int | None = None, rtx_sequence: int | None = None) -> bytes | None:
-        """The packet as this subscriber must see it; RTX (RFC 4588) when ``rtx_sequence`` is set."""
+        """The packet as this subscriber sees it; RTX (RFC 4588) when ``rtx_sequence`` is set."""
         media_pt = self.slot.payload_types.get(packet.mime_type)
         if media_pt is None:
             return None  # the subscriber did not accept this codec

@@ -118,8 +118,9 @@ class PublisherIngress:
         if raw_mid:
             producer = self._by_mid.get(raw_mid.decode("ascii", "replace"))
         if producer is None:
+            pt = header.payload_type
             owners = [p for p in self._by_mid.values()
-                      if header.payload_type in p.codecs or header.payload_type in p.rtx_payload_types]
+                      if pt in p.codecs or pt in p.rtx_payload_types]
             producer = owners[0] if len(owners) == 1 else None
         if producer is None:
             return None

@@ -8,6 +8,7 @@ at a time; changes made meanwhile are folded into the next offer.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 from collections.abc import Callable
@@ -78,6 +79,7 @@ class Participant:
                 on_rtp=self._ingress.on_rtp,
                 on_sender_report=self._ingress.on_sender_report,
                 on_state=self._connection_state,
+                counters=self._counters,
             )
         try:
             answer, tracks = await self._publish.accept_offer(offer)
@@ -88,7 +90,8 @@ class Participant:
             raise InvalidSdp(f"the publish offer was refused: {exc}") from exc
         return answer, *self._update_producers(tracks)
 
-    def _update_producers(self, tracks: list[IncomingTrack]) -> tuple[list[Producer], list[Producer]]:
+    def _update_producers(
+            self, tracks: list[IncomingTrack]) -> tuple[list[Producer], list[Producer]]:
         assert self._publish is not None
         connection = self._publish
         usable = [t for t in tracks if _usable(t)]
@@ -104,8 +107,8 @@ class Participant:
                 mid=mid,
                 codecs=track.codecs,
                 counters=self._counters,
-                send_pli=lambda ssrc, mid=mid: connection.send_pli(mid, ssrc),
-                send_nack=lambda ssrc, lost, mid=mid: connection.send_nack(mid, ssrc, lost),
+                send_pli=functools.partial(connection.send_pli, mid),
+                send_nack=functools.partial(connection.send_nack, mid),
             )
             self.producers[mid] = producer
             added.append(producer)
@@ -172,7 +175,7 @@ class Participant:
     def _idle_slot(self, kind: str, released_now: set[int]) -> OutboundSlot:
         if self._subscribe is None:
             self._subscribe = SubscribeConnection(self._ice, self._on_feedback,
-                                                  self._connection_state)
+                                                  self._connection_state, self._counters)
         for slot in self._subscribe.slots:
             if slot.kind == kind and slot.source_id is None and id(slot) not in released_now:
                 return slot

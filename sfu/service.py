@@ -78,7 +78,8 @@ class SfuService:
         await room.sources_changed(member, added, removed)
         return answer
 
-    async def answer_subscription(self, participant_id: str, revision: int, answer_sdp: str) -> None:
+    async def answer_subscription(self, participant_id: str, revision: int,
+                                  answer_sdp: str) -> None:
         _, member = self._participant(participant_id)
         await member.accept_subscribe_answer(revision, answer_sdp)
 

@@ -14,7 +14,7 @@ from signaling.settings import Settings
 
 SFU_KEY = web.AppKey("sfu", SfuService)
 SETTINGS_KEY = web.AppKey("settings", Settings)
-SOCKETS_KEY = web.AppKey("sockets", set)
+SOCKETS_KEY = web.AppKey("sockets", set[web.WebSocketResponse])
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -62,6 +62,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
 
 
 async def _close_everything(app: web.Application) -> None:
-    for ws in list(app[SOCKETS_KEY]):
+    sockets = app[SOCKETS_KEY]
+    for ws in [*sockets]:
         await ws.close(message=b"server shutdown")
     await app[SFU_KEY].close()

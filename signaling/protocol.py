@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,12 +143,24 @@ def _subscribe_answer(data: dict[str, Any]) -> SubscribeAnswer:
     return SubscribeAnswer(revision=revision, sdp=_sdp(data))
 
 
-_PARSERS = {
+def _publish_offer(data: dict[str, Any]) -> PublishOffer:
+    return PublishOffer(sdp=_sdp(data))
+
+
+def _leave(data: dict[str, Any]) -> Leave:
+    return Leave()
+
+
+def _ping(data: dict[str, Any]) -> Ping:
+    return Ping()
+
+
+_PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "join": _join,
-    "publish_offer": lambda data: PublishOffer(sdp=_sdp(data)),
+    "publish_offer": _publish_offer,
     "subscribe_answer": _subscribe_answer,
-    "leave": lambda data: Leave(),
-    "ping": lambda data: Ping(),
+    "leave": _leave,
+    "ping": _ping,
 }
 
 
