@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-ARTIFACTS_DIR = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def chromium_path() -> str:
@@ -41,9 +38,3 @@ async def browser() -> AsyncIterator[object]:
             yield browser
         finally:
             await browser.close()
-
-
-@pytest.fixture
-def artifacts_dir() -> Path:
-    ARTIFACTS_DIR.mkdir(exist_ok=True)
-    return ARTIFACTS_DIR

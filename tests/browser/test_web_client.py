@@ -119,8 +119,9 @@ class Room:
 
 
 @pytest.fixture
-async def room(browser: Any, visio_server: Any, artifacts_dir: Path) -> AsyncIterator[Room]:
-    yield Room(browser, visio_server.base_url, artifacts_dir)
+async def room(browser: Any, visio_server: Any, artifacts: Path) -> AsyncIterator[Room]:
+    """`artifacts` (tests/conftest.py) is the gitignored test-artifacts/ directory."""
+    yield Room(browser, visio_server.base_url, artifacts)
 
 
 async def test_two_pages_exchange_video(room: Room) -> None:
