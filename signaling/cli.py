@@ -21,10 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
     add_serve_arguments(serve)
-    bench = commands.add_parser("bench", help="measure the SFU (see docs/benchmarks.md)")
-    from loadtest import bench as bench_module
-
-    bench_module.configure_parser(bench)
+    bench = commands.add_parser("bench", add_help=False,
+                                help="measure the SFU (see docs/benchmarks.md)")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -37,7 +36,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(str(exc))
         uvloop.run(serve_forever(settings))
     elif args.command == "bench":
-        return bench_module.main(args)
+        # Imported only here: the server never loads the load-generation code.
+        from loadtest import bench as bench_module
+
+        bench_parser = argparse.ArgumentParser(prog="visio bench")
+        bench_module.configure_parser(bench_parser)
+        return bench_module.main(bench_parser.parse_args(args.bench_args))
     return 0
 
 
