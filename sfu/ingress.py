@@ -29,6 +29,8 @@ from sfu.stats import SfuCounters
 logger = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 1.0  # s between receiver reports upstream
+MAX_LEARNED_SSRCS = 32  # per publisher: 3 simulcast layers x (media + RTX) x a few sources
+MAX_REPORT_BLOCKS = 31  # RFC 3550 §6.4: the report count is 5 bits
 MIN_REMB_INTERVAL = 0.25  # s between two REMBs, however often the estimate moves
 
 
@@ -122,8 +124,8 @@ class PublisherIngress:
             owners = [p for p in self._by_mid.values()
                       if pt in p.codecs or pt in p.rtx_payload_types]
             producer = owners[0] if len(owners) == 1 else None
-        if producer is None:
-            return None
+        if producer is None or len(self._routes) >= MAX_LEARNED_SSRCS:
+            return None  # a hostile sender cannot make us track unbounded SSRCs
         rtx = header.payload_type in producer.rtx_payload_types
         if rtx:
             if producer.media_ssrc is None:
@@ -191,7 +193,7 @@ class PublisherIngress:
         now = time.time()
         for producer in list(self._by_mid.values()):
             blocks = []
-            for ssrc, stats in producer.reception.items():
+            for ssrc, stats in list(producer.reception.items())[-MAX_REPORT_BLOCKS:]:
                 lsr = dlsr = 0
                 report = producer.sender_reports.get(ssrc)
                 if report is not None:

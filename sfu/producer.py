@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MAX_STREAMS = 8  # SSRCs tracked per source: a restart or simulcast layers, never more
+
 
 @dataclass(slots=True)
 class MediaPacket:
@@ -98,6 +100,9 @@ class Producer:
         self.media_ssrc = ssrc
         stats = self.reception.get(ssrc)
         if stats is None:
+            if len(self.reception) >= MAX_STREAMS:
+                oldest = next(iter(self.reception))
+                del self.reception[oldest], self.nacks[oldest]
             stats = self.reception[ssrc] = ReceptionStats(codec.clock_rate)
             self.nacks[ssrc] = NackTracker()
         stats.add(header.sequence_number, header.timestamp, arrival)

@@ -218,3 +218,28 @@ class TestPeer:
             if pc is not None:
                 await pc.close()
         await self.signaling.close()
+
+
+async def streaming_pair(base_url: str, room: str) -> tuple[TestPeer, TestPeer]:
+    """Two participants that publish and already decode each other's video."""
+    a = TestPeer(base_url, room, "alice", size=(320, 240))
+    b = TestPeer(base_url, room, "bob", size=(256, 192))
+    for peer in (a, b):
+        await peer.join()
+    for peer in (a, b):
+        await peer.publish()
+    await a.wait_for(lambda: (a.video_from(b.participant_id or "") or Received("")).frames > 5,
+                     20, "video from bob")
+    await b.wait_for(lambda: (b.video_from(a.participant_id or "") or Received("")).frames > 5,
+                     20, "video from alice")
+    return a, b
+
+
+async def assert_still_forwarding(a: TestPeer, b: TestPeer, frames: int = 10) -> None:
+    """Both directions of a pair keep delivering decodable frames."""
+    for receiver, sender in ((a, b), (b, a)):
+        record = receiver.video_from(sender.participant_id or "")
+        assert record is not None
+        before = record.frames
+        await receiver.wait_for(lambda record=record, before=before: record.frames >= before + frames,
+                                10, f"{frames} more frames from {sender.name}")
