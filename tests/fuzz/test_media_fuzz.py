@@ -57,7 +57,7 @@ async def test_malformed_rtp_and_rtcp_are_dropped_and_forwarding_continues(
         rtp = list(malformed_rtp(11, PACKETS, video.sender._ssrc, vp8_pt))
         rtp_sent = await _send_all(publish_dtls, rtp)
         slot_ssrcs = _ssrcs(attacker.subscribe_pc.remoteDescription.sdp)
-        rtcp = list(malformed_rtcp(12, PACKETS, slot_ssrcs + [video.sender._ssrc]))
+        rtcp = list(malformed_rtcp(12, PACKETS, [*slot_ssrcs, video.sender._ssrc]))
         rtcp_sent = await _send_all(publish_dtls, rtcp[: PACKETS // 2])
         rtcp_sent += await _send_all(subscribe_dtls, rtcp[PACKETS // 2:])
         fuzz_seconds = time.monotonic() - started

@@ -1,4 +1,4 @@
-"""A real aiortc participant for media tests: publishes synthetic video and audio, decodes what it receives.
+"""A real aiortc participant for tests: publishes synthetic media, decodes what it receives.
 
 It speaks the real signaling protocol, runs real ICE/DTLS/SRTP over UDP on
 127.0.0.1, encodes with libvpx and decodes every received video frame, so a
@@ -8,6 +8,7 @@ test can assert on decoded resolutions and frame counts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fractions
 import random
 import time
@@ -204,10 +205,8 @@ class TestPeer:
             await asyncio.sleep(0.05)
 
     async def leave(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             await self.signaling.send({"type": "leave"})
-        except Exception:
-            pass
         await self.close()
 
     async def close(self) -> None:
@@ -241,5 +240,6 @@ async def assert_still_forwarding(a: TestPeer, b: TestPeer, frames: int = 10) ->
         record = receiver.video_from(sender.participant_id or "")
         assert record is not None
         before = record.frames
-        await receiver.wait_for(lambda record=record, before=before: record.frames >= before + frames,
-                                10, f"{frames} more frames from {sender.name}")
+        await receiver.wait_for(
+            lambda record=record, before=before: record.frames >= before + frames,
+            10, f"{frames} more frames from {sender.name}")
