@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 from dataclasses import dataclass, field
@@ -11,7 +12,21 @@ from typing import Any
 
 from sfu.aiortc_bridge import IceSettings
 
-WEB_CLIENT_DIR = Path(__file__).resolve().parent.parent / "web-client"
+def _web_client_dir() -> Path:
+    """The web client's files: from the installed distribution, or the checkout."""
+    override = os.environ.get("VISIO_WEB_CLIENT_DIR")
+    if override:
+        return Path(override)
+    try:
+        spec = importlib.util.find_spec("visio_web_client")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "web-client"
+
+
+WEB_CLIENT_DIR = _web_client_dir()
 
 
 @dataclass(frozen=True)
