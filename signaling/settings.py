@@ -12,6 +12,7 @@ from typing import Any
 
 from sfu.aiortc_bridge import IceSettings
 
+
 def _web_client_dir() -> Path:
     """The web client's files: from the installed distribution, or the checkout."""
     override = os.environ.get("VISIO_WEB_CLIENT_DIR")
