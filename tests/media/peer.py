@@ -20,6 +20,7 @@ import numpy as np
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpSender,
     RTCSessionDescription,
 )
 from aiortc.contrib.media import MediaStreamError
@@ -103,6 +104,7 @@ class TestPeer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._changed = asyncio.Event()
         self.subscribe_answers = 0
+        self._sent_ntp: list[int] = []
 
     async def join(self) -> dict[str, Any]:
         await self.signaling.connect()
@@ -113,18 +115,38 @@ class TestPeer:
         self._tasks.append(asyncio.ensure_future(self._dispatch()))
         return joined
 
-    async def publish(self, audio: bool = True, video: bool = True) -> None:
+    async def publish(self, audio: bool = True, video: bool = True,
+                      video_codec: str = "video/VP8") -> None:
         pc = self.publish_pc = new_pc()
         if audio:
             pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
         if video:
             self.video = PatternTrack(*self.size, fps=self.fps)
-            pc.addTransceiver(self.video, direction="sendonly")
+            transceiver = pc.addTransceiver(self.video, direction="sendonly")
+            transceiver.setCodecPreferences([
+                c for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType.lower() in (video_codec.lower(), "video/rtx")])
         pin_ice_addresses(pc, LOOPBACK)
         await pc.setLocalDescription(await pc.createOffer())
+        self._record_sender_reports(pc)
         reply = await self.signaling.request(
             {"type": "publish_offer", "sdp": pc.localDescription.sdp})
         await pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    def _record_sender_reports(self, pc: RTCPeerConnection) -> None:
+        """Remember the NTP time of every SR this peer sends (to check the SFU's translation)."""
+        dtls = pc.getTransceivers()[0].sender.transport
+        original = dtls._send_rtp
+
+        async def send(data: bytes) -> None:
+            if len(data) >= 16 and data[1] == 200:
+                self._sent_ntp.append(int.from_bytes(data[8:16], "big"))
+            await original(data)
+
+        dtls._send_rtp = send
+
+    def sent_sender_report_ntp(self) -> list[int]:
+        return list(self._sent_ntp)
 
     async def _dispatch(self) -> None:
         while True:
