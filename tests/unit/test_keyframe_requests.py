@@ -96,6 +96,24 @@ async def test_deferred_request_starts_a_new_window() -> None:
     requester.close()
 
 
+async def test_request_after_a_fired_deferred_request_goes_out_at_once() -> None:
+    clock = FakeClock()
+    requester, recorder = make(clock)
+    requester.request()
+    clock.now += HOLD_OFF - REAL_WAIT
+    requester.request()
+    clock.now += REAL_WAIT
+    await asyncio.sleep(REAL_WAIT * 3)
+    await settle()
+    assert requester.requests_sent == 2
+    clock.now += HOLD_OFF  # the window opened by the deferred request is over
+    requester.request()
+    assert requester.requests_sent == 3
+    assert requester.requests_folded == 1
+    await settle()
+    assert recorder.calls == 3
+
+
 async def test_keyframe_received_cancels_the_deferred_request() -> None:
     clock = FakeClock()
     requester, recorder = make(clock)

@@ -78,7 +78,7 @@ def test_vp8_not_start_of_partition() -> None:
     assert vp8(vp8_descriptor(start=False), VP8_KEY) is False
 
 
-@pytest.mark.parametrize("pid", [1, 2, 7])
+@pytest.mark.parametrize("pid", range(1, 8))
 def test_vp8_start_of_later_partition(pid: int) -> None:
     assert vp8(vp8_descriptor(pid=pid), VP8_KEY) is False
 
@@ -267,6 +267,12 @@ def test_h264_respects_start_and_end() -> None:
     # The IDR size field fits before ``end`` but its NAL does not.
     assert h264_keyframe_start(stap, 1, len(stap) - len(IDR)) is False
     assert h264_keyframe_start(stap, 1, len(stap)) is True
+
+
+def test_h264_fu_a_header_beyond_end_is_not_read() -> None:
+    data = b"\x7c\x85\x88"
+    assert h264_keyframe_start(data, 0, 1) is False
+    assert h264_keyframe_start(data, 0, 2) is True
 
 
 @given(st.binary(max_size=24), st.data())
