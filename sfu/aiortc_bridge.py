@@ -37,12 +37,14 @@ import aiortc
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpHeaderExtensionParameters,
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.clock import current_ntp_time
+from aiortc.codecs import HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import RemoteBitrateEstimator as RemoteBitrateEstimator
 from aiortc.rtcconfiguration import RTCBundlePolicy
@@ -50,6 +52,7 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
 from sfu.stats import SfuCounters
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,12 @@ PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+
+# Extensions aiortc does not negotiate by default. Ids are unique across kinds
+# because BUNDLE shares one id space (aiortc uses 1-3).
+_EXTRA_VIDEO_EXTENSIONS = {RID_URI: 10, REPAIRED_RID_URI: 11}
 
 RTCP_PSFB_PLI = aiortc_rtp.RTCP_PSFB_PLI
 RTCP_PSFB_FIR = aiortc_rtp.RTCP_PSFB_FIR
@@ -101,6 +110,15 @@ _REQUIRED_INTERNALS: list[tuple[object, str]] = [
 ]
 
 
+def configure_aiortc() -> None:
+    """Let aiortc negotiate the rid extensions simulcast needs (data, not a code patch)."""
+    video = HEADER_EXTENSIONS["video"]
+    known = {extension.uri for extension in video}
+    for uri, ext_id in _EXTRA_VIDEO_EXTENSIONS.items():
+        if uri not in known:
+            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
 def self_check() -> None:
     """Assert that every aiortc/aioice internal the SFU relies on is where it expects."""
     problems = []
@@ -128,6 +146,7 @@ def self_check() -> None:
             problems.append(f"RTCRtpSender private field __{name} is missing")
     if problems:
         raise AiortcInternalsChanged("; ".join(problems))
+    configure_aiortc()
 
 
 # --------------------------------------------------------------------------- ICE
@@ -267,6 +286,7 @@ class IncomingTrack:
     codecs: dict[int, Codec]
     media_ssrcs: list[int] = field(default_factory=list)
     rtx_ssrcs: dict[int, int] = field(default_factory=dict)  # rtx ssrc -> media ssrc
+    rids: tuple[str, ...] = ()  # simulcast layers, as the browser listed them
 
 
 def _codecs_of(transceiver: RTCRtpTransceiver) -> dict[int, Codec]:
@@ -339,9 +359,10 @@ class PublishConnection:
 
     async def accept_offer(self, offer: str) -> tuple[str, list[IncomingTrack]]:
         """Apply a (re-)offer; returns the answer and the m-lines that now send media."""
-        offer = filter_remote_candidates(offer, self._ice)
+        offer = without_transport_cc(filter_remote_candidates(offer, self._ice))
         if "\nm=" not in offer:
             raise ValueError("the offer has no media section")
+        simulcast = simulcast_offers(offer)
         await self._pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
         transceivers = self._pc.getTransceivers()
         for transceiver in transceivers:
@@ -358,6 +379,7 @@ class PublishConnection:
             if mid is None or transceiver.currentDirection not in ("recvonly", "sendrecv"):
                 continue
             media_ssrcs, rtx = signalled.get(mid, ([], {}))
+            layers = simulcast.get(mid)
             tracks.append(
                 IncomingTrack(
                     mid=mid,
@@ -365,9 +387,10 @@ class PublishConnection:
                     codecs=_codecs_of(transceiver),
                     media_ssrcs=media_ssrcs,
                     rtx_ssrcs=rtx,
+                    rids=layers.rids if layers else (),
                 )
             )
-        return self._pc.localDescription.sdp, tracks
+        return accept_simulcast(self._pc.localDescription.sdp, simulcast), tracks
 
     def _hook_transport(self, transceivers: list[RTCRtpTransceiver]) -> None:
         if not transceivers or self._hooked is not None:
@@ -512,6 +535,8 @@ class OutboundSlot:
         self.next_rtx_sequence = secrets.randbelow(0x8000)
         self.last_timestamp = secrets.randbelow(0x100000000)
         self.last_sent_at: float | None = None
+        self.last_picture_id: int | None = None  # VP8 counters, continuous across sources
+        self.last_tl0picidx: int | None = None
         sender = transceiver.sender
         original_handler = sender._handle_rtcp_packet
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from sfu.aiortc_bridge import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutboundSlot
 from sfu.rtp import abs_send_time_now, pack_extensions, pack_header, seq_newer
 from sfu.stats import SfuCounters
+from sfu.vp8 import Vp8Descriptor, rewrite_counters
 
 if TYPE_CHECKING:
     from sfu.producer import MediaPacket, Producer, SenderReport
@@ -38,7 +39,9 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self._counters = counters
-        self._needs_keyframe = producer.kind == "video"
+        self.target_layer = 0  # the allocator moves it; the consumer follows on a keyframe
+        self.current_layer: int | None = None
+        self.paused = False
         self._source_ssrc: int | None = None
         self._first_sequence = 0
         self._sequence_offset = 0
@@ -47,6 +50,8 @@ class Consumer:
         self._retransmitted_at: dict[int, float] = {}
         self._extension_ids: tuple[int, int, int] = (0, 0, 0)
         self._mid_value = b""
+        self._picture_id_offset = 0
+        self._tl0_offset = 0
 
     def __repr__(self) -> str:
         return f"Consumer({self.producer.id} -> {self.subscriber_id})"
@@ -59,18 +64,40 @@ class Consumer:
                                ids.get(AUDIO_LEVEL_URI, 0))
         self._mid_value = (slot.mid or "").encode()
         self.active = True
-        if self._needs_keyframe:
-            self.producer.request_keyframe()
+        self.request_keyframe()
+
+    def set_target_layer(self, layer: int) -> None:
+        """Aim for ``layer``; the switch happens on its next keyframe, which is requested now."""
+        if layer == self.target_layer:
+            return
+        self.target_layer = layer
+        if layer != self.current_layer and self.active and not self.paused:
+            self.producer.request_keyframe(layer)
+
+    def pause(self) -> None:
+        """Stop forwarding (tile hidden, or no bandwidth for even the lowest layer)."""
+        self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self.paused = False
+            self.current_layer = None  # restart cleanly on a keyframe
+            self.request_keyframe()
 
     async def forward(self, packet: MediaPacket) -> None:
-        if not self.active:
+        if not self.active or self.paused:
             return
         header = packet.header
-        if header.ssrc != self._source_ssrc:
-            # First packet, or the publisher restarted its stream: start over on a keyframe.
-            if self._needs_keyframe and not packet.keyframe:
-                self.producer.request_keyframe()
+        layer = packet.layer
+        if layer != self.current_layer or header.ssrc != self._source_ssrc:
+            # A switch to the target layer, the first packet, or a publisher restart:
+            # video may only start on a keyframe of that layer.
+            if layer != self.target_layer and layer != self.current_layer:
                 return
+            if self.producer.kind == "video" and not packet.keyframe:
+                self.producer.request_keyframe(layer)
+                return
+            self.current_layer = layer
             self._resync(packet)
         elif seq_newer(self._first_sequence, header.sequence_number):
             return  # older than the point where this subscriber joined the stream
@@ -83,6 +110,8 @@ class Consumer:
             slot.next_sequence = (sequence + 1) & 0xFFFF
         slot.last_timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         slot.last_sent_at = time.monotonic()
+        if packet.vp8 is not None:
+            self._note_vp8_counters(packet.vp8)
         await self._send(data)
 
     def _resync(self, packet: MediaPacket) -> None:
@@ -96,8 +125,16 @@ class Consumer:
             elapsed = time.monotonic() - slot.last_sent_at
             base += max(1, int(elapsed * self._clock_rate))
         self._timestamp_offset = (base - header.timestamp) & 0xFFFFFFFF
+        vp8 = packet.vp8
+        if vp8 is not None and vp8.picture_id is not None:
+            modulus = 1 << vp8.picture_id_bits
+            last = slot.last_picture_id
+            self._picture_id_offset = 0 if last is None else (last + 1 - vp8.picture_id) % modulus
+        if vp8 is not None and vp8.tl0picidx is not None:
+            last_tl0 = slot.last_tl0picidx
+            self._tl0_offset = 0 if last_tl0 is None else (last_tl0 + 1 - vp8.tl0picidx) & 0xFF
         self._retransmitted_at.clear()
-        report = self.producer.sender_reports.get(header.ssrc)
+        report = self.producer.layers[packet.layer].sender_reports.get(header.ssrc)
         if report is not None:
             self.on_sender_report(header.ssrc, report)
 
@@ -118,6 +155,9 @@ class Consumer:
             extensions.append((level_id, packet.audio_level))
         timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         data = packet.data
+        vp8 = packet.vp8
+        if vp8 is not None and (self._picture_id_offset or self._tl0_offset):
+            data = self._renumbered_vp8(packet, vp8)
         if rtx_sequence is None:
             return pack_header(
                 marker=header.marker,
@@ -137,6 +177,26 @@ class Consumer:
             extension_block=pack_extensions(extensions),
         ) + sequence.to_bytes(2, "big") + data[header.payload_start:header.payload_end]
 
+    def _renumbered_vp8(self, packet: MediaPacket, vp8: Vp8Descriptor) -> bytes:
+        """A copy of the packet whose picture id and TL0PICIDX continue this subscriber's count."""
+        start = packet.header.payload_start
+        payload = bytearray(packet.data[start:])
+        picture_id = tl0 = None
+        if vp8.picture_id is not None:
+            picture_id = (vp8.picture_id + self._picture_id_offset) % (1 << vp8.picture_id_bits)
+        if vp8.tl0picidx is not None:
+            tl0 = (vp8.tl0picidx + self._tl0_offset) & 0xFF
+        rewrite_counters(payload, start, vp8, picture_id, tl0)
+        return packet.data[:start] + bytes(payload)
+
+    def _note_vp8_counters(self, vp8: Vp8Descriptor) -> None:
+        slot = self.slot
+        if vp8.picture_id is not None:
+            slot.last_picture_id = (vp8.picture_id + self._picture_id_offset) % (
+                1 << vp8.picture_id_bits)
+        if vp8.tl0picidx is not None:
+            slot.last_tl0picidx = (vp8.tl0picidx + self._tl0_offset) & 0xFF
+
     async def retransmit(self, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the producer's cache, as RTX when negotiated."""
         if not self.active or self._source_ssrc is None:
@@ -150,7 +210,9 @@ class Consumer:
             original = (sequence - self._sequence_offset) & 0xFFFF
             if seq_newer(self._first_sequence, original):
                 continue
-            packet = self.producer.cache.get(original)
+            if self.current_layer is None:
+                return
+            packet = self.producer.layers[self.current_layer].cache.get(original)
             if packet is None or packet.header.ssrc != self._source_ssrc:
                 continue
             data = self._retransmission(packet, sequence)
@@ -192,7 +254,8 @@ class Consumer:
         )
 
     def request_keyframe(self) -> None:
-        self.producer.request_keyframe()
+        self.producer.request_keyframe(
+            self.target_layer if self.current_layer is None else self.current_layer)
 
     def close(self) -> None:
         self.closed = True

@@ -18,6 +18,8 @@ from sfu.aiortc_bridge import (
     ABS_SEND_TIME_URI,
     AUDIO_LEVEL_URI,
     MID_URI,
+    REPAIRED_RID_URI,
+    RID_URI,
     IncomingTrack,
     PublishConnection,
     RemoteBitrateEstimator,
@@ -37,6 +39,7 @@ MIN_REMB_INTERVAL = 0.25  # s between two REMBs, however often the estimate move
 @dataclass(slots=True)
 class _Route:
     producer: Producer
+    layer: int
     rtx: bool
 
 
@@ -50,6 +53,8 @@ class PublisherIngress:
         self._routes: dict[int, _Route] = {}
         self._rtx_media_ssrc: dict[int, int] = {}
         self._mid_id = 0
+        self._rid_id = 0
+        self._repaired_rid_id = 0
         self._abs_send_time_id = 0
         self._audio_level_id = 0
         self._estimator = RemoteBitrateEstimator()
@@ -63,6 +68,8 @@ class PublisherIngress:
         self._connection = connection
         ids = connection.extension_ids
         self._mid_id = ids.get(MID_URI, 0)
+        self._rid_id = ids.get(RID_URI, 0)
+        self._repaired_rid_id = ids.get(REPAIRED_RID_URI, 0)
         self._abs_send_time_id = ids.get(ABS_SEND_TIME_URI, 0)
         self._audio_level_id = ids.get(AUDIO_LEVEL_URI, 0)
         self._by_mid = dict(producers)
@@ -71,10 +78,12 @@ class PublisherIngress:
             producer = producers.get(track.mid)
             if producer is None:
                 continue
+            if producer.simulcast:
+                continue  # layers are known by their rid, never by a=ssrc
             for ssrc in track.media_ssrcs:
-                self._routes[ssrc] = _Route(producer, rtx=False)
+                self._routes[ssrc] = _Route(producer, 0, rtx=False)
             for rtx_ssrc, media_ssrc in track.rtx_ssrcs.items():
-                self._routes[rtx_ssrc] = _Route(producer, rtx=True)
+                self._routes[rtx_ssrc] = _Route(producer, 0, rtx=True)
                 self._rtx_media_ssrc[rtx_ssrc] = media_ssrc
         if self._report_task is None:
             self._report_task = asyncio.ensure_future(self._report_loop())
@@ -111,10 +120,14 @@ class PublisherIngress:
         elif producer.kind == "video" and self._abs_send_time_id:
             self._estimate_bandwidth(header, arrival_time_ms)
         audio_level = header.extensions.get(self._audio_level_id) if self._audio_level_id else None
-        await producer.on_packet(data, header, arrival_time_ms / 1000.0, audio_level)
+        await producer.on_packet(route.layer, data, header, arrival_time_ms / 1000.0,
+                                 audio_level)
 
     def _learn(self, header: RtpHeader) -> _Route | None:
-        """Latch an unsignalled SSRC to its m-line by MID, else by a payload type only one owns."""
+        """Latch an unsignalled SSRC to its m-line by MID (else a payload type only one
+        m-line owns) and to its layer by RID or repaired RID. Browsers stop sending
+        these extensions once a receiver report acknowledges the SSRC, so the first
+        packets decide for good."""
         producer = None
         raw_mid = header.extensions.get(self._mid_id) if self._mid_id else None
         if raw_mid:
@@ -126,13 +139,26 @@ class PublisherIngress:
             producer = owners[0] if len(owners) == 1 else None
         if producer is None or len(self._routes) >= MAX_LEARNED_SSRCS:
             return None  # a hostile sender cannot make us track unbounded SSRCs
+        layer: int | None = 0
         rtx = header.payload_type in producer.rtx_payload_types
+        if producer.simulcast:
+            rid = header.extensions.get(self._repaired_rid_id if rtx else self._rid_id)
+            layer = producer.layer_for_rid(rid.decode("ascii", "replace")) if rid else None
+        if layer is None:
+            return None  # wait for a packet that names its layer
         if rtx:
-            if producer.media_ssrc is None:
-                return None  # cannot tell which stream this repairs yet
-            self._rtx_media_ssrc[header.ssrc] = producer.media_ssrc
-        route = _Route(producer, rtx)
+            return self._learn_rtx(header.ssrc, producer, layer)
+        route = _Route(producer, layer, rtx)
         self._routes[header.ssrc] = route
+        return route
+
+    def _learn_rtx(self, ssrc: int, producer: Producer, layer: int) -> _Route | None:
+        media_ssrc = producer.media_ssrc(layer)
+        if media_ssrc is None:
+            return None  # cannot tell which stream this repairs yet
+        self._rtx_media_ssrc[ssrc] = media_ssrc
+        route = _Route(producer, layer, rtx=True)
+        self._routes[ssrc] = route
         return route
 
     def _unwrap_rtx(self, data: bytes, header: RtpHeader,
@@ -193,13 +219,15 @@ class PublisherIngress:
         now = time.time()
         for producer in list(self._by_mid.values()):
             blocks = []
-            for ssrc, stats in list(producer.reception.items())[-MAX_REPORT_BLOCKS:]:
-                lsr = dlsr = 0
-                report = producer.sender_reports.get(ssrc)
-                if report is not None:
-                    lsr = (report.ntp_timestamp >> 16) & 0xFFFFFFFF
-                    dlsr = int((now - producer.sender_report_times[ssrc]) * 65536)
-                blocks.append((ssrc, stats.report(), lsr, dlsr))
+            for layer in producer.layers:
+                for ssrc, stats in layer.reception.items():
+                    lsr = dlsr = 0
+                    report = layer.sender_reports.get(ssrc)
+                    if report is not None:
+                        lsr = (report.ntp_timestamp >> 16) & 0xFFFFFFFF
+                        dlsr = int((now - report.received_at) * 65536)
+                    blocks.append((ssrc, stats.report(), lsr, dlsr))
+            blocks = blocks[-MAX_REPORT_BLOCKS:]
             await self._connection.send_receiver_report(producer.mid, blocks)
 
     def close(self) -> None:

@@ -109,6 +109,7 @@ class Participant:
                 counters=self._counters,
                 send_pli=functools.partial(connection.send_pli, mid),
                 send_nack=functools.partial(connection.send_nack, mid),
+                rids=track.rids,
             )
             self.producers[mid] = producer
             added.append(producer)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sfu.vp8 import is_keyframe_start, parse_descriptor
+
 KeyframeTest = Callable[[bytes, int, int], bool]
 
 H264_NAL_IDR = 5
@@ -19,28 +21,8 @@ H264_FU_A = 28
 
 def vp8_keyframe_start(data: bytes, start: int, end: int) -> bool:
     """True when the payload ``data[start:end]`` begins partition 0 of a VP8 key frame."""
-    if end - start < 1:
-        return False
-    first = data[start]
-    if not first & 0x10 or first & 0x07:  # S bit unset, or not partition 0
-        return False
-    pos = start + 1
-    if first & 0x80:  # X: extended control bits
-        if pos >= end:
-            return False
-        ext = data[pos]
-        pos += 1
-        if ext & 0x80:  # I: picture id, 7 or 15 bits
-            if pos >= end:
-                return False
-            pos += 2 if data[pos] & 0x80 else 1
-        if ext & 0x40:  # L: TL0PICIDX
-            pos += 1
-        if ext & 0x30:  # T or K: TID/Y/KEYIDX
-            pos += 1
-    if pos >= end:
-        return False
-    return not data[pos] & 0x01  # P bit: 0 means key frame
+    descriptor = parse_descriptor(data, start, end)
+    return descriptor is not None and is_keyframe_start(data, descriptor, end)
 
 
 def h264_keyframe_start(data: bytes, start: int, end: int) -> bool:

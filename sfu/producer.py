@@ -1,16 +1,19 @@
 """A published source: one microphone, camera or screen of one participant.
 
-The producer owns what is shared by every subscriber of the source: the
-reception statistics reported upstream, the holes to NACK, the packet cache
-that answers subscribers' NACKs, the last sender report (lip sync) and the
-throttled keyframe requests. It never looks inside a frame beyond the few
-bytes that say "keyframe starts here".
+The producer owns what is shared by every subscriber of the source, per
+layer (one simulcast encoding, or the only stream): the reception statistics
+reported upstream, the holes to NACK, the packet cache that answers
+subscribers' NACKs, the last sender report (lip sync), the measured bitrate
+and resolution the allocator chooses by, and throttled keyframe requests. It
+never looks inside a frame beyond the few bytes that say "keyframe starts
+here" and, for VP8, how large it is.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +24,7 @@ from sfu.payload import keyframe_test_for
 from sfu.reception import NackTracker, ReceptionStats
 from sfu.rtp import RtpHeader
 from sfu.stats import SfuCounters
+from sfu.vp8 import Vp8Descriptor, is_keyframe_start, keyframe_size, parse_descriptor
 
 if TYPE_CHECKING:
     from sfu.aiortc_bridge import Codec
@@ -28,7 +32,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MAX_STREAMS = 8  # SSRCs tracked per source: a restart or simulcast layers, never more
+MAX_STREAMS = 8  # SSRCs tracked per layer: a restart now and then, never more
+BITRATE_WINDOW = 1.0  # seconds of packets the layer bitrate is measured over
+LAYER_STALE_AFTER = 1.5  # seconds without packets: the publisher stopped this layer
 
 
 @dataclass(slots=True)
@@ -38,18 +44,72 @@ class MediaPacket:
     data: bytes
     header: RtpHeader
     mime_type: str
+    layer: int
     keyframe: bool
     audio_level: bytes | None
+    vp8: Vp8Descriptor | None
 
 
 @dataclass(slots=True)
 class SenderReport:
     ntp_timestamp: int
     rtp_timestamp: int
+    received_at: float
+
+
+class BitrateMeter:
+    """Bits per second over the last second, from packet sizes."""
+
+    __slots__ = ("_bytes", "_samples")
+
+    def __init__(self) -> None:
+        self._samples: deque[tuple[float, int]] = deque()
+        self._bytes = 0
+
+    def add(self, size: int, now: float) -> None:
+        self._samples.append((now, size))
+        self._bytes += size
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        samples = self._samples
+        while samples and now - samples[0][0] > BITRATE_WINDOW:
+            self._bytes -= samples.popleft()[1]
+
+    def bps(self, now: float) -> int:
+        self._expire(now)
+        return int(self._bytes * 8 / BITRATE_WINDOW)
+
+
+class Layer:
+    """One encoding of a source: a simulcast rid, or the source's only stream."""
+
+    def __init__(self, index: int, rid: str | None,
+                 send_pli: Callable[[int], Awaitable[None]]) -> None:
+        self.index = index
+        self.rid = rid
+        self.ssrc: int | None = None
+        self.reception: dict[int, ReceptionStats] = {}
+        self.nacks: dict[int, NackTracker] = {}
+        self.cache: PacketCache[MediaPacket] = PacketCache()
+        self.sender_reports: dict[int, SenderReport] = {}
+        self.bitrate = BitrateMeter()
+        self.width = 0
+        self.height = 0
+        self.last_packet_at = 0.0
+        self._send_pli = send_pli
+        self.keyframes = KeyframeRequester(self._request_upstream)
+
+    async def _request_upstream(self) -> None:
+        if self.ssrc is not None:
+            await self._send_pli(self.ssrc)
+
+    def active(self, now: float) -> bool:
+        return now - self.last_packet_at < LAYER_STALE_AFTER
 
 
 class Producer:
-    """One published track and the consumers it fans out to."""
+    """One published track, its layers, and the consumers it fans out to."""
 
     def __init__(
         self,
@@ -62,6 +122,7 @@ class Producer:
         counters: SfuCounters,
         send_pli: Callable[[int], Awaitable[None]],
         send_nack: Callable[[int, list[int]], Awaitable[None]],
+        rids: tuple[str, ...] = (),
     ) -> None:
         self.id = source_id
         self.participant_id = participant_id
@@ -70,17 +131,29 @@ class Producer:
         self.codecs = {pt: c for pt, c in codecs.items() if c.rtx_for is None}
         self.rtx_payload_types = {pt: c.rtx_for for pt, c in codecs.items() if c.rtx_for}
         self.consumers: list[Consumer] = []
-        self.cache: PacketCache[MediaPacket] = PacketCache()
-        self.reception: dict[int, ReceptionStats] = {}
-        self.nacks: dict[int, NackTracker] = {}
-        self.sender_reports: dict[int, SenderReport] = {}
-        self.sender_report_times: dict[int, float] = {}
-        self.media_ssrc: int | None = None
+        self.layers = [Layer(i, rid, self._count_pli(send_pli))
+                       for i, rid in enumerate(rids or (None,))]
         self.closed = False
         self._counters = counters
         self._send_nack = send_nack
-        self._keyframes = KeyframeRequester(self._request_keyframe_upstream)
-        self._send_pli = send_pli
+
+    def _count_pli(self, send_pli: Callable[[int], Awaitable[None]]
+                   ) -> Callable[[int], Awaitable[None]]:
+        async def send(ssrc: int) -> None:
+            if not self.closed:
+                self._counters.plis_sent_upstream += 1
+                await send_pli(ssrc)
+        return send
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.layers) > 1
+
+    def layer_for_rid(self, rid: str) -> int | None:
+        for layer in self.layers:
+            if layer.rid == rid:
+                return layer.index
+        return None
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "participant_id": self.participant_id, "kind": self.kind}
@@ -89,44 +162,36 @@ class Producer:
         """What a subscriber is told about the m-line carrying this source."""
         return {"source_id": self.id, "participant_id": self.participant_id, "kind": self.kind}
 
-    async def on_packet(self, data: bytes, header: RtpHeader, arrival: float,
+    async def on_packet(self, layer_index: int, data: bytes, header: RtpHeader, arrival: float,
                         audio_level: bytes | None) -> None:
         """Account for one decrypted media packet and forward it to every consumer."""
         codec = self.codecs.get(header.payload_type)
         if codec is None:
             self._counters.rtp_dropped_unknown_payload += 1
             return
+        layer = self.layers[layer_index]
         ssrc = header.ssrc
-        self.media_ssrc = ssrc
-        stats = self.reception.get(ssrc)
+        stats = layer.reception.get(ssrc)
         if stats is None:
-            if len(self.reception) >= MAX_STREAMS:
-                oldest = next(iter(self.reception))
-                del self.reception[oldest], self.nacks[oldest]
-            stats = self.reception[ssrc] = ReceptionStats(codec.clock_rate)
-            self.nacks[ssrc] = NackTracker()
+            if len(layer.reception) >= MAX_STREAMS:
+                oldest = next(iter(layer.reception))
+                del layer.reception[oldest], layer.nacks[oldest]
+            stats = layer.reception[ssrc] = ReceptionStats(codec.clock_rate)
+            layer.nacks[ssrc] = NackTracker()
+        layer.ssrc = ssrc
         stats.add(header.sequence_number, header.timestamp, arrival)
-        if self.kind == "video" and self.nacks[ssrc].add(header.sequence_number):
-            lost = sorted(self.nacks[ssrc].missing)
+        if self.kind == "video" and layer.nacks[ssrc].add(header.sequence_number):
+            lost = sorted(layer.nacks[ssrc].missing)
             self._counters.nacks_sent_upstream += 1
             await self._send_nack(ssrc, lost)
+        now = time.monotonic()
+        layer.last_packet_at = now
+        layer.bitrate.add(len(data), now)
         if header.payload_size == 0:
             self._counters.rtp_padding_dropped += 1
             return
-        keyframe = False
-        if self.kind == "video":
-            test = keyframe_test_for(codec.mime_type)
-            keyframe = test is not None and test(data, header.payload_start, header.payload_end)
-            if keyframe:
-                self._keyframes.keyframe_received()
-        packet = MediaPacket(
-            data=data,
-            header=header,
-            mime_type=codec.mime_type,
-            keyframe=keyframe,
-            audio_level=audio_level,
-        )
-        self.cache.put(header.sequence_number, packet)
+        packet = self._media_packet(layer, data, header, codec.mime_type, audio_level)
+        layer.cache.put(header.sequence_number, packet)
         for consumer in self.consumers:
             try:
                 await consumer.forward(packet)
@@ -134,22 +199,41 @@ class Producer:
                 self._counters.consumer_errors += 1
                 logger.exception("consumer %s failed; the publisher is unaffected", consumer)
 
+    def _media_packet(self, layer: Layer, data: bytes, header: RtpHeader, mime_type: str,
+                      audio_level: bytes | None) -> MediaPacket:
+        keyframe = False
+        vp8 = None
+        if mime_type == "video/vp8":
+            vp8 = parse_descriptor(data, header.payload_start, header.payload_end)
+            keyframe = vp8 is not None and is_keyframe_start(data, vp8, header.payload_end)
+            if keyframe and vp8 is not None:
+                size = keyframe_size(data, vp8, header.payload_end)
+                if size is not None:
+                    layer.width, layer.height = size
+        elif self.kind == "video":
+            test = keyframe_test_for(mime_type)
+            keyframe = test is not None and test(data, header.payload_start, header.payload_end)
+        if keyframe:
+            layer.keyframes.keyframe_received()
+        return MediaPacket(data=data, header=header, mime_type=mime_type, layer=layer.index,
+                           keyframe=keyframe, audio_level=audio_level, vp8=vp8)
+
+    def media_ssrc(self, layer_index: int) -> int | None:
+        return self.layers[layer_index].ssrc
+
     def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
-        report = SenderReport(ntp_timestamp, rtp_timestamp)
-        self.sender_reports[ssrc] = report
-        self.sender_report_times[ssrc] = time.time()
-        for consumer in self.consumers:
-            consumer.on_sender_report(ssrc, report)
+        for layer in self.layers:
+            if ssrc in layer.reception:
+                report = SenderReport(ntp_timestamp, rtp_timestamp, time.time())
+                layer.sender_reports[ssrc] = report
+                for consumer in self.consumers:
+                    consumer.on_sender_report(ssrc, report)
+                return
 
-    def request_keyframe(self) -> None:
-        """A subscriber needs a keyframe; the requester folds bursts into one PLI."""
-        if self.kind == "video" and not self.closed:
-            self._keyframes.request()
-
-    async def _request_keyframe_upstream(self) -> None:
-        if self.media_ssrc is not None and not self.closed:
-            self._counters.plis_sent_upstream += 1
-            await self._send_pli(self.media_ssrc)
+    def request_keyframe(self, layer_index: int) -> None:
+        """A subscriber needs a keyframe of one layer; the requester folds bursts into one PLI."""
+        if self.kind == "video" and not self.closed and 0 <= layer_index < len(self.layers):
+            self.layers[layer_index].keyframes.request()
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
@@ -160,7 +244,8 @@ class Producer:
 
     def close(self) -> None:
         self.closed = True
-        self._keyframes.close()
+        for layer in self.layers:
+            layer.keyframes.close()
         for consumer in list(self.consumers):
             consumer.close()
         self.consumers.clear()
