@@ -68,7 +68,8 @@ class ReceptionStats:
             return  # reordered or retransmitted: counted, but no jitter sample
         transit = int(arrival_seconds * self._clock_rate) - timestamp
         if self._last_transit is not None:
-            d = abs(transit - self._last_transit)
+            # RTP timestamps wrap at 2**32: the difference is taken as a signed 32-bit value.
+            d = abs(((transit - self._last_transit + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
             self._jitter_q4 += d - ((self._jitter_q4 + 8) >> 4)
         self._last_transit = transit
 
@@ -123,6 +124,10 @@ class NackTracker:
             return False
         gap = (seq - self._max_seq) & 0xFFFF
         self._max_seq = seq
+        if self.missing:
+            # A hole older than MAX_NACK_AGE must go before its number comes round again.
+            self.missing.discard(seq)
+            self._forget_old()
         if gap == 1:
             return False
         if gap > MAX_NACK_AGE:
