@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +23,7 @@ from sfu.aiortc_bridge import (
     SubscribeConnection,
     SubscriberFeedback,
 )
+from sfu.allocator import Candidate, LayerOption, SourceConstraints, allocate
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdp, StaleRevision
 from sfu.ingress import PublisherIngress
@@ -33,6 +35,23 @@ logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
+ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
+DEFAULT_BUDGET_BPS = 3_000_000  # until the subscriber's first estimate arrives
+
+
+class _ForwardedRate:
+    """Video bitrate forwarded to one subscriber, from successive byte totals."""
+
+    def __init__(self) -> None:
+        self._octets = 0
+        self._at = time.monotonic()
+        self._bps = 0
+
+    def bps(self, octets: int, now: float) -> int:
+        if now - self._at >= 0.25:
+            self._bps = int(max(0, octets - self._octets) * 8 / (now - self._at))
+            self._octets, self._at = octets, now
+        return self._bps
 
 
 def new_id(prefix: str) -> str:
@@ -61,6 +80,11 @@ class Participant:
         self._offer_pending = False
         self._dirty = False
         self._negotiation = asyncio.Lock()
+        self.constraints: dict[str, SourceConstraints] = {}
+        self.source_order: list[str] = []
+        self._estimate_bps: int | None = None  # the subscriber's REMB
+        self._forwarded = _ForwardedRate()
+        self._allocation_task: asyncio.Task[None] | None = None
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
@@ -194,6 +218,9 @@ class Participant:
         for consumer in self.consumers.values():
             if not consumer.active and not consumer.closed:
                 consumer.activate()
+        if self._allocation_task is None:
+            self._allocation_task = asyncio.ensure_future(self._allocation_loop())
+        self.reallocate()
         if self._dirty:
             self._dirty = False
             await self.renegotiate()
@@ -208,6 +235,75 @@ class Participant:
         if feedback.lost:
             self._counters.nacks_received += 1
             await consumer.retransmit(list(feedback.lost))
+        if feedback.estimated_bitrate is not None:
+            self._estimate_bps = feedback.estimated_bitrate
+
+    # ----------------------------------------------------------------- allocation
+
+    def set_constraints(self, constraints: dict[str, SourceConstraints],
+                        order: list[str]) -> None:
+        """The subscriber's view: which tiles are visible, how tall, what is on stage."""
+        self.constraints = constraints
+        self.source_order = order
+        self.reallocate()
+
+    async def _allocation_loop(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(ALLOCATION_INTERVAL)
+            try:
+                self.reallocate()
+            except Exception:
+                logger.exception("allocation failed for %s", self.id)
+
+    def _budget(self, now: float) -> int:
+        """The subscriber's estimate, opened up while it keeps pace with what we send.
+
+        A receiver's estimate never grows much beyond what it receives, so while
+        it is not below what we forward (no congestion), the next layer up is
+        allowed; when it falls below, it rules.
+        """
+        video = [c for c in self.consumers.values() if c.producer.kind == "video"]
+        forwarded = self._forwarded.bps(sum(c.octets_sent for c in video), now)
+        if self._estimate_bps is None:
+            return DEFAULT_BUDGET_BPS
+        if self._estimate_bps >= 0.8 * forwarded:
+            return max(self._estimate_bps, int(forwarded * 1.3) + 150_000)
+        return self._estimate_bps
+
+    def reallocate(self) -> None:
+        """Choose each video's layer within the budget; tell the subscriber what is paused."""
+        now = time.monotonic()
+        video = [c for c in self.consumers.values()
+                 if c.producer.kind == "video" and c.active and not c.closed]
+        if not video:
+            return
+        rank = {source: i for i, source in enumerate(self.source_order)}
+        video.sort(key=lambda c: rank.get(c.producer.id, len(rank)))
+        candidates = [
+            Candidate(
+                source_id=c.producer.id,
+                layers=tuple(
+                    LayerOption(layer.index, layer.bitrate.bps(now), layer.height,
+                                layer.active(now) or not c.producer.simulcast)
+                    for layer in c.producer.layers),
+                constraints=self.constraints.get(c.producer.id, SourceConstraints()),
+                current_layer=None if c.paused else c.current_layer,
+            )
+            for c in video
+        ]
+        result = allocate(candidates, self._budget(now))
+        for consumer in video:
+            layer = result.layers.get(consumer.producer.id)
+            if layer is None:
+                if not consumer.paused:
+                    consumer.pause()
+                    self.emit({"type": "source_paused", "source_id": consumer.producer.id,
+                               "reason": result.reasons.get(consumer.producer.id, "bandwidth")})
+                continue
+            consumer.set_target_layer(layer)
+            if consumer.paused:
+                consumer.resume()
+                self.emit({"type": "source_resumed", "source_id": consumer.producer.id})
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -220,6 +316,8 @@ class Participant:
         if self.closed:
             return []
         self.closed = True
+        if self._allocation_task is not None:
+            self._allocation_task.cancel()
         producers = list(self.producers.values())
         for producer in producers:
             producer.close()
