@@ -59,6 +59,7 @@ class PublisherIngress:
         self._audio_level_id = 0
         self._estimator = RemoteBitrateEstimator()
         self._last_remb = 0.0
+        self._estimates: dict[str, int] = {}  # per mid, from abs-send-time
         self._report_task: asyncio.Task[None] | None = None
         self._logged_errors = 0
 
@@ -189,16 +190,33 @@ class PublisherIngress:
             return
         result = self._estimator.add(arrival_time_ms, abs_send_time_value(raw),
                                      header.payload_size, header.ssrc)
-        now = time.monotonic()
-        if result is None or now - self._last_remb < MIN_REMB_INTERVAL:
+        if result is None:
             return
-        self._last_remb = now
         bitrate, ssrcs = result
         producer = self._routes[header.ssrc].producer
-        if self._connection is not None:
-            self._counters.remb_sent_upstream += 1
-            task = asyncio.ensure_future(self._connection.send_remb(producer.mid, bitrate, ssrcs))
-            task.add_done_callback(_ignore_result)
+        self._estimates[producer.mid] = bitrate
+        now = time.monotonic()
+        if now - self._last_remb >= MIN_REMB_INTERVAL:
+            self._last_remb = now
+            self._send_remb(producer, ssrcs)
+
+    def _send_remb(self, producer: Producer, ssrcs: list[int]) -> None:
+        """REMB upstream: the measured estimate, raised for simulcast to what subscribers want.
+
+        Chrome adopts a REMB at once, so this is also how the SFU decides which
+        simulcast layers a publisher encodes (no subscriber wants 720p: the
+        publisher stops sending it).
+        """
+        if self._connection is None or not ssrcs:
+            return
+        bitrate = self._estimates.get(producer.mid, 0)
+        if producer.simulcast:
+            bitrate = producer.wanted_bitrate()
+        if bitrate <= 0:
+            return
+        self._counters.remb_sent_upstream += 1
+        task = asyncio.ensure_future(self._connection.send_remb(producer.mid, bitrate, ssrcs))
+        task.add_done_callback(_ignore_result)
 
     def on_sender_report(self, ssrc: int, ntp_timestamp: int, rtp_timestamp: int) -> None:
         route = self._routes.get(ssrc)
@@ -228,6 +246,9 @@ class PublisherIngress:
                         dlsr = int((now - report.received_at) * 65536)
                     blocks.append((ssrc, stats.report(), lsr, dlsr))
             blocks = blocks[-MAX_REPORT_BLOCKS:]
+            if producer.simulcast:
+                self._send_remb(producer, [s for layer in producer.layers
+                                           if (s := layer.ssrc) is not None])
             await self._connection.send_receiver_report(producer.mid, blocks)
 
     def close(self) -> None:

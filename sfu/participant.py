@@ -282,9 +282,10 @@ class Participant:
         candidates = [
             Candidate(
                 source_id=c.producer.id,
+                # Every declared layer can be asked for: the publisher only sends the
+                # high ones once the SFU's REMB says someone wants them.
                 layers=tuple(
-                    LayerOption(layer.index, layer.bitrate.bps(now), layer.height,
-                                layer.active(now) or not c.producer.simulcast)
+                    LayerOption(layer.index, layer.bitrate.bps(now), layer.height, True)
                     for layer in c.producer.layers),
                 constraints=self.constraints.get(c.producer.id, SourceConstraints()),
                 current_layer=None if c.paused else c.current_layer,

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sfu.allocator import DEFAULT_LAYER_BPS
 from sfu.keyframe_requests import KeyframeRequester
 from sfu.packet_cache import PacketCache
 from sfu.payload import keyframe_test_for
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+UPSTREAM_HEADROOM = 1.25  # REMB above the layers' sum, so the top layer is not starved
 MAX_STREAMS = 8  # SSRCs tracked per layer: a restart now and then, never more
 BITRATE_WINDOW = 1.0  # seconds of packets the layer bitrate is measured over
 LAYER_STALE_AFTER = 1.5  # seconds without packets: the publisher stopped this layer
@@ -148,6 +150,14 @@ class Producer:
     @property
     def simulcast(self) -> bool:
         return len(self.layers) > 1
+
+    def wanted_bitrate(self) -> int:
+        """What the publisher should spend on this source: enough for the highest layer any
+        consumer targets (and the ones below it). Sent upstream as REMB, it also stops
+        the publisher from encoding layers nobody watches."""
+        targets = [c.target_layer for c in self.consumers if c.active and not c.paused]
+        top = max(targets, default=0)
+        return int(sum(DEFAULT_LAYER_BPS[: top + 1]) * UPSTREAM_HEADROOM)
 
     def layer_for_rid(self, rid: str) -> int | None:
         for layer in self.layers:
