@@ -8,6 +8,8 @@ from typing import Any
 from aiohttp import web
 
 from sfu import SfuService, SfuSettings
+from signaling.booking.context import BOOKING_KEY
+from signaling.booking.setup import install_booking
 from signaling.protocol import MAX_FRAME_BYTES
 from signaling.session import SignalingSession
 from signaling.settings import Settings
@@ -27,6 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/ws", websocket)
+    install_booking(app, settings)  # /booking/ pages, /api/v1/ REST API, join tokens
     app.router.add_get("/", index)
     app.router.add_static("/", settings.web_client_dir, show_index=False)
     app.on_shutdown.append(_close_everything)
@@ -54,7 +57,8 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sockets = request.app[SOCKETS_KEY]
     sockets.add(ws)
     try:
-        session = SignalingSession(ws, request.app[SFU_KEY], request.app[SETTINGS_KEY].ice_servers)
+        session = SignalingSession(ws, request.app[SFU_KEY], request.app[SETTINGS_KEY].ice_servers,
+                                   request.app[BOOKING_KEY].gate)
         await session.run()
     finally:
         sockets.discard(ws)

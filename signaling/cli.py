@@ -7,11 +7,14 @@ import asyncio
 import logging
 import signal
 import sys
+from dataclasses import replace
 
 import uvloop
 from aiohttp import web
 
 from signaling.app import create_app
+from signaling.booking import admin_cli
+from signaling.booking.secret_key import resolve_secret_key
 from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
 
 
@@ -21,6 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
     add_serve_arguments(serve)
+    admin = commands.add_parser("admin", help="create organisations and their admins")
+    admin_cli.configure_parser(admin)
     bench = commands.add_parser("bench", add_help=False,
                                 help="measure the SFU (see docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -32,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         try:
             settings = settings_from_arguments(args)
+            settings = replace(settings, secret_key=resolve_secret_key(
+                settings.secret_key, settings.data_dir, settings.development))
         except ValueError as exc:
             parser.error(str(exc))
         uvloop.run(serve_forever(settings))
+    elif args.command == "admin":
+        return admin_cli.main(args)
     elif args.command == "bench":
         # Imported only here: the server never loads the load-generation code.
         from loadtest import bench as bench_module
@@ -53,8 +62,9 @@ async def serve_forever(settings: Settings) -> None:
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
     logging.getLogger("visio").info(
-        "visio listening on http://%s:%d (ICE announces %s, binds %s)", settings.host,
-        settings.port, settings.ice.announced_address, settings.ice.bind_address)
+        "visio listening on http://%s:%d (ICE announces %s, binds %s), %s mode; "
+        "bookings at /booking/", settings.host, settings.port, settings.ice.announced_address,
+        settings.ice.bind_address, "DEVELOPMENT" if settings.development else "production")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -19,6 +19,7 @@ MAX_SDP_BYTES = 60 * 1024
 ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_NAME_CHARS = 64
 MAX_REQUEST_ID_CHARS = 64
+MAX_TOKEN_CHARS = 4096
 
 
 class ProtocolError(Exception):
@@ -35,6 +36,7 @@ class ProtocolError(Exception):
 class Join:
     room: str
     name: str
+    token: str | None = None  # the booking's join token (JWT); see docs/protocol.md
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ def _join(data: dict[str, Any]) -> Join:
         raise ProtocolError("bad_message", f"field 'name' must be 1-{MAX_NAME_CHARS} characters")
     if any(ord(ch) < 32 for ch in name):
         raise ProtocolError("bad_message", "field 'name' contains control characters")
-    return Join(room=room, name=name)
+    token = None if data.get("token") is None else _string(data, "token", MAX_TOKEN_CHARS)
+    return Join(room=room, name=name, token=token)
 
 
 def _subscribe_answer(data: dict[str, Any]) -> SubscribeAnswer:

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import SfuError, SfuService
+from signaling.booking.gate import Admission, JoinGate, JoinRefused
 from signaling.protocol import (
     PROTOCOL_VERSION,
     Envelope,
@@ -40,9 +41,10 @@ class SignalingSession:
     """Serves one participant over one WebSocket, from join to leave."""
 
     def __init__(self, ws: web.WebSocketResponse, sfu: SfuService,
-                 ice_servers: list[dict[str, Any]]) -> None:
+                 ice_servers: list[dict[str, Any]], gate: JoinGate | None = None) -> None:
         self._ws = ws
         self._sfu = sfu
+        self._gate = gate
         self._ice_servers = ice_servers
         self._send_lock = asyncio.Lock()
         self._participant_id: str | None = None
@@ -100,6 +102,18 @@ class SignalingSession:
         if self._participant_id is not None:
             raise ProtocolError("already_joined", "this socket has already joined a room",
                                 request_id)
+        admission = Admission(role="participant", max_participants=None)
+        if self._gate is not None:
+            try:
+                admission = await self._gate.admit(message.room, message.token)
+            except JoinRefused as exc:
+                raise ProtocolError(exc.code, str(exc), request_id) from None
+        room = self._sfu.rooms.get(message.room)
+        # No await between this count and the SFU adding the participant: no race.
+        if (admission.max_participants is not None and room is not None
+                and len(room.participants) >= admission.max_participants):
+            raise ProtocolError("room_full", f"this meeting is full ({admission.max_participants} "
+                                             "participants)", request_id)
         result = await self._sfu.join(message.room, message.name)
         self._participant_id = result.participant_id
         await self._send(_reply(
@@ -107,6 +121,7 @@ class SignalingSession:
             v=PROTOCOL_VERSION,
             room=result.room_id,
             participant_id=result.participant_id,
+            role=admission.role,
             participants=result.participants,
             sources=result.sources,
             ice_servers=self._ice_servers,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import ipaddress
 import json
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ class Settings:
     ice_servers: list[dict[str, Any]] = field(default_factory=list)
     max_participants_per_room: int = 100
     web_client_dir: Path = WEB_CLIENT_DIR
+    # Booking side (signaling/booking): where data lives, how join tokens are signed.
+    development: bool = True  # joins without a token are accepted (loopback default)
+    data_dir: Path = Path("data")
+    database_url: str | None = None  # None: SQLite file data_dir/visio.sqlite3
+    secret_key: str | None = None  # None: development only, generated into data_dir
+    public_url: str | None = None  # base of the links in bookings; None: from the request
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +71,29 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-participants", type=int,
                         default=int(env("VISIO_MAX_PARTICIPANTS", "100")),
                         help="participants per room (env VISIO_MAX_PARTICIPANTS, default 100)")
+    add_storage_arguments(parser)
+    parser.add_argument("--mode", choices=["development", "production"], default=env("VISIO_MODE"),
+                        help="development accepts joins without a booking token "
+                             "(env VISIO_MODE; default: development when --host is loopback, "
+                             "else production)")
+    parser.add_argument("--public-url", default=env("VISIO_PUBLIC_URL"),
+                        help="base URL of the meeting links in bookings, e.g. "
+                             "https://visio.example.org (env VISIO_PUBLIC_URL; default: the "
+                             "address the booking page was requested at)")
+
+
+def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where bookings are stored and how tokens are signed (``serve`` and ``admin``)."""
+    env = os.environ.get
+    parser.add_argument("--data-dir", type=Path, default=Path(env("VISIO_DATA_DIR", "data")),
+                        help="directory of the SQLite database and the development secret "
+                             "(env VISIO_DATA_DIR, default ./data)")
+    parser.add_argument("--database-url", default=env("VISIO_DATABASE_URL"),
+                        help="SQLAlchemy URL, e.g. postgresql+asyncpg://user:pw@host/visio "
+                             "(env VISIO_DATABASE_URL; default: SQLite in the data directory)")
+    parser.add_argument("--secret-key", default=env("VISIO_SECRET_KEY"),
+                        help="key signing join tokens and session cookies (env "
+                             "VISIO_SECRET_KEY; required in production mode)")
 
 
 def _env_list(name: str) -> list[str]:
@@ -80,7 +110,23 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         ice_servers=browser_ice_servers(args.ice_servers, args.turn_username,
                                         args.turn_credential),
         max_participants_per_room=args.max_participants,
+        development=_development(args.mode, args.host),
+        data_dir=args.data_dir,
+        database_url=args.database_url or None,
+        secret_key=args.secret_key or None,
+        public_url=(args.public_url or "").rstrip("/") or None,
     )
+
+
+def _development(mode: str | None, host: str) -> bool:
+    if mode is not None:
+        return mode == "development"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def browser_ice_servers(urls: list[str], username: str | None,

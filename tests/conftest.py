@@ -50,12 +50,15 @@ class ServerProcess:
 
 
 def start_server(tmp_path: Path, *extra: str) -> ServerProcess:
+    """``visio serve`` in development mode (joins by room name, no booking token needed),
+    its data directory in tmp_path; ``extra`` flags come last and so win."""
     port = free_port()
     log_path = tmp_path / f"visio-{port}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "signaling", "serve", "--port", str(port),
-         "--ice-announce", "127.0.0.1", *extra],
+         "--ice-announce", "127.0.0.1", "--mode", "development", "--data-dir", str(tmp_path),
+         *extra],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
     )
     base_url = f"http://127.0.0.1:{port}"

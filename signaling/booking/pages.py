@@ -1,0 +1,9 @@
+"""Booking web pages (placeholder, filled in below)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def add_routes(app: web.Application) -> None:
+    pass
