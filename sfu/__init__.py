@@ -1,6 +1,7 @@
 """visio's media plane: an aiortc-based selective forwarding unit that never decodes."""
 
 from sfu.aiortc_bridge import IceSettings
+from sfu.allocator import SourceConstraints
 from sfu.errors import InvalidSdp, RoomFull, SfuError, StaleRevision, UnknownParticipant
 from sfu.service import JoinResult, SfuService, SfuSettings
 
@@ -12,6 +13,7 @@ __all__ = [
     "SfuError",
     "SfuService",
     "SfuSettings",
+    "SourceConstraints",
     "StaleRevision",
     "UnknownParticipant",
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sfu.aiortc_bridge import IceSettings, self_check
+from sfu.allocator import SourceConstraints
 from sfu.errors import RoomFull, UnknownParticipant
 from sfu.participant import Event, Participant
 from sfu.room import Room
@@ -82,6 +83,12 @@ class SfuService:
                                   answer_sdp: str) -> None:
         _, member = self._participant(participant_id)
         await member.accept_subscribe_answer(revision, answer_sdp)
+
+    def set_constraints(self, participant_id: str, sources: dict[str, SourceConstraints],
+                        order: list[str]) -> None:
+        """How the subscriber shows each source (visible, tile height, on stage)."""
+        _, member = self._participant(participant_id)
+        member.set_constraints(sources, order)
 
     async def leave(self, participant_id: str) -> None:
         room = self._where.pop(participant_id, None)

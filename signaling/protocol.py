@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sfu.allocator import SourceConstraints
+
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_SDP_BYTES = 60 * 1024
@@ -51,6 +53,14 @@ class SubscribeAnswer:
 
 
 @dataclass(frozen=True)
+class SetConstraints:
+    """How the client shows each remote video; drives layer choice and pausing."""
+
+    sources: dict[str, SourceConstraints]
+    on_stage: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Leave:
     pass
 
@@ -60,7 +70,7 @@ class Ping:
     pass
 
 
-ClientMessage = Join | PublishOffer | SubscribeAnswer | Leave | Ping
+ClientMessage = Join | PublishOffer | SubscribeAnswer | SetConstraints | Leave | Ping
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,37 @@ def _subscribe_answer(data: dict[str, Any]) -> SubscribeAnswer:
     return SubscribeAnswer(revision=revision, sdp=_sdp(data))
 
 
+MAX_CONSTRAINED_SOURCES = 256
+MAX_HEIGHT = 4320
+
+
+def _set_constraints(data: dict[str, Any]) -> SetConstraints:
+    sources = data.get("sources")
+    if not isinstance(sources, dict) or len(sources) > MAX_CONSTRAINED_SOURCES:
+        raise ProtocolError("bad_message", f"field 'sources' must be an object of at most "
+                            f"{MAX_CONSTRAINED_SOURCES} sources")
+    parsed: dict[str, SourceConstraints] = {}
+    for source_id, value in sources.items():
+        if len(source_id) > 64 or not isinstance(value, dict):
+            raise ProtocolError("bad_message", "each source must map an id to an object")
+        visible = value.get("visible", True)
+        max_height = value.get("max_height", 0)
+        if not isinstance(visible, bool):
+            raise ProtocolError("bad_message", "field 'visible' must be a boolean")
+        if (isinstance(max_height, bool) or not isinstance(max_height, int)
+                or not 0 <= max_height <= MAX_HEIGHT):
+            raise ProtocolError("bad_message", f"field 'max_height' must be 0-{MAX_HEIGHT}")
+        parsed[source_id] = SourceConstraints(visible=visible, max_height=max_height)
+    on_stage = data.get("on_stage", [])
+    if (not isinstance(on_stage, list) or len(on_stage) > 16
+            or not all(isinstance(s, str) and len(s) <= 64 for s in on_stage)):
+        raise ProtocolError("bad_message", "field 'on_stage' must be a list of source ids")
+    for source_id in on_stage:
+        base = parsed.get(source_id, SourceConstraints())
+        parsed[source_id] = SourceConstraints(base.visible, base.max_height, on_stage=True)
+    return SetConstraints(sources=parsed, on_stage=tuple(on_stage))
+
+
 def _publish_offer(data: dict[str, Any]) -> PublishOffer:
     return PublishOffer(sdp=_sdp(data))
 
@@ -162,6 +203,7 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "join": _join,
     "publish_offer": _publish_offer,
     "subscribe_answer": _subscribe_answer,
+    "set_constraints": _set_constraints,
     "leave": _leave,
     "ping": _ping,
 }

@@ -26,6 +26,7 @@ from signaling.protocol import (
     Ping,
     ProtocolError,
     PublishOffer,
+    SetConstraints,
     SubscribeAnswer,
     error_message,
     parse_frame,
@@ -95,6 +96,9 @@ class SignalingSession:
         elif isinstance(message, SubscribeAnswer):
             await self._sfu.answer_subscription(self._participant_id, message.revision,
                                                 message.sdp)
+        elif isinstance(message, SetConstraints):
+            self._sfu.set_constraints(self._participant_id, message.sources,
+                                      list(message.sources))
         elif isinstance(message, Leave):
             self._closing = True
 
