@@ -37,6 +37,7 @@ Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
 ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
 DEFAULT_BUDGET_BPS = 3_000_000  # until the subscriber's first estimate arrives
+CONGESTION_HOLD = 10.0  # seconds the estimate rules after it showed congestion
 
 
 class _ForwardedRate:
@@ -85,6 +86,7 @@ class Participant:
         self._estimate_bps: int | None = None  # the subscriber's REMB
         self._forwarded = _ForwardedRate()
         self._allocation_task: asyncio.Task[None] | None = None
+        self._congested_until = 0.0
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
@@ -256,19 +258,24 @@ class Participant:
                 logger.exception("allocation failed for %s", self.id)
 
     def _budget(self, now: float) -> int:
-        """The subscriber's estimate, opened up while it keeps pace with what we send.
+        """The subscriber's estimate when it shows congestion, else an optimistic default.
 
-        A receiver's estimate never grows much beyond what it receives, so while
-        it is not below what we forward (no congestion), the next layer up is
-        allowed; when it falls below, it rules.
+        A receive-side estimate (REMB) never grows much beyond what it receives,
+        so it cannot say whether a higher layer would fit. Until send-side
+        estimation with probing lands, the SFU trusts the link while the
+        estimate keeps pace with what it forwards, and follows the estimate
+        (for at least ``CONGESTION_HOLD`` seconds) once it falls below.
         """
         video = [c for c in self.consumers.values() if c.producer.kind == "video"]
         forwarded = self._forwarded.bps(sum(c.octets_sent for c in video), now)
-        if self._estimate_bps is None:
+        estimate = self._estimate_bps
+        if estimate is None:
             return DEFAULT_BUDGET_BPS
-        if self._estimate_bps >= 0.8 * forwarded:
-            return max(self._estimate_bps, int(forwarded * 1.3) + 150_000)
-        return self._estimate_bps
+        if estimate < 0.8 * forwarded:
+            self._congested_until = now + CONGESTION_HOLD
+        if now < self._congested_until:
+            return estimate
+        return max(estimate, DEFAULT_BUDGET_BPS)
 
     def reallocate(self) -> None:
         """Choose each video's layer within the budget; tell the subscriber what is paused."""

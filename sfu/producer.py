@@ -165,6 +165,12 @@ class Producer:
                 return layer.index
         return None
 
+    def layer_stats(self) -> list[dict[str, object]]:
+        now = time.monotonic()
+        return [{"rid": layer.rid, "ssrc": layer.ssrc, "active": layer.active(now),
+                 "bitrate": layer.bitrate.bps(now), "width": layer.width,
+                 "height": layer.height} for layer in self.layers]
+
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "participant_id": self.participant_id, "kind": self.kind}
 

@@ -111,6 +111,9 @@ class SfuService:
             "rooms": len(self.rooms),
             "participants": sum(len(r.participants) for r in self.rooms.values()),
             "producers": sum(len(r.producers()) for r in self.rooms.values()),
+            "sources": {p.id: {"kind": p.kind, "room": room.id, "layers": p.layer_stats(),
+                               "consumers": len(p.consumers)}
+                        for room in self.rooms.values() for p in room.producers()},
             "counters": self.counters.as_dict(),
         }
 
