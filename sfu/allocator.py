@@ -57,18 +57,28 @@ class Allocation:
     used_bps: int
 
 
+def _heights(layers: tuple[LayerOption, ...]) -> list[int]:
+    """Each layer's height, inferring unseen ones: simulcast layers double from one to the next."""
+    heights = []
+    below = 0
+    for layer in layers:
+        height = layer.height or below * 2
+        heights.append(height)
+        below = height
+    return heights
+
+
 def _usable_layers(candidate: Candidate) -> list[LayerOption]:
     """Active layers within the tile's height, lowest first (never empty if any is active)."""
-    active = [layer for layer in candidate.layers if layer.active]
     limit = candidate.constraints.max_height
+    heights = _heights(candidate.layers)
+    active = [(layer, height) for layer, height in zip(candidate.layers, heights, strict=True)
+              if layer.active]
     if not limit:
-        return active
-    fitting = [layer for layer in active if layer.height and layer.height <= limit]
-    unknown_height = [layer for layer in active if not layer.height]
-    if fitting:
-        return fitting
+        return [layer for layer, _ in active]
+    fitting = [layer for layer, height in active if height and height <= limit]
     # Heights unknown yet, or every layer taller than the tile: the smallest one will do.
-    return (unknown_height or active)[:1]
+    return fitting or [layer for layer, _ in active][:1]
 
 
 def _cost(layer: LayerOption, current: int | None) -> float:

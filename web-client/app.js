@@ -2,6 +2,7 @@
 // (docs/protocol.md), publishes camera + microphone on one peer connection
 // and shows every other participant from a second, server-offered one.
 
+import { TileWatcher } from "./constraints.js";
 import { pickLanguage, translator } from "./i18n.js";
 
 const PROTOCOL_VERSION = 1;
@@ -9,6 +10,12 @@ const GATHER_TIMEOUT_MS = 2000;
 const PING_INTERVAL_MS = 25000;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const NAME_STORAGE_KEY = "visio.name";
+// Camera simulcast: 180p / 360p / 720p at Jitsi Meet's default bitrates.
+const CAMERA_ENCODINGS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
 
 const lang = pickLanguage();
 const t = translator(lang);
@@ -81,6 +88,7 @@ class Session {
     this.tiles = new Map(); // participant id -> {figure, video, caption, ownStream}
     this.midInfo = new Map(); // subscribe m-line mid -> {source_id, participant_id, kind} | null
     this.subscribeQueue = Promise.resolve();
+    this.watcher = null; // TileWatcher, once joined
     this.pingTimer = null;
     this.localTile = null;
   }
@@ -90,7 +98,7 @@ class Session {
     try {
       this.localStream = await navigator.mediaDevices.getUserMedia({
         audio: true,
-        video: { width: 640, height: 480 },
+        video: { width: 1280, height: 720 },
       });
     } catch (err) {
       this.localStream = null;
@@ -183,6 +191,10 @@ class Session {
       case "error":
         this.onError(msg);
         break;
+      case "source_paused":
+      case "source_resumed":
+        this.onSourcePaused(msg.source_id, msg.type === "source_paused");
+        break;
       case "source_added":
       case "source_removed":
       case "pong":
@@ -196,6 +208,7 @@ class Session {
   onJoined(msg) {
     this.joined = true;
     this.participantId = msg.participant_id;
+    this.watcher = new TileWatcher((message) => this.send(message));
     this.pcConfig = {
       iceServers: Array.isArray(msg.ice_servers) ? msg.ice_servers : [],
       bundlePolicy: "max-bundle",
@@ -230,7 +243,9 @@ class Session {
     window.visio.pcs.publish = pc;
     this.watchConnection(pc);
     for (const track of this.localStream.getTracks()) {
-      pc.addTransceiver(track, { direction: "sendonly", streams: [this.localStream] });
+      const init = { direction: "sendonly", streams: [this.localStream] };
+      if (track.kind === "video") init.sendEncodings = CAMERA_ENCODINGS;
+      pc.addTransceiver(track, init);
     }
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
@@ -260,6 +275,28 @@ class Session {
     if (this.closed) return;
     this.send({ type: "subscribe_answer", revision: msg.revision, sdp: pc.localDescription.sdp });
     this.dropIdleTracks();
+    this.updateVideoSources();
+  }
+
+  // Which video source each tile shows, for the constraints sent to the SFU.
+  updateVideoSources() {
+    const shown = new Map();
+    for (const info of this.midInfo.values()) {
+      if (info && info.kind === "video") shown.set(info.participant_id, info.source_id);
+    }
+    for (const participantId of this.tiles.keys()) {
+      this.watcher?.setSource(participantId, shown.get(participantId) ?? null);
+    }
+  }
+
+  // The SFU stopped forwarding a video (tile hidden, or not enough bandwidth):
+  // show the placeholder rather than a frozen last frame.
+  onSourcePaused(sourceId, paused) {
+    for (const info of this.midInfo.values()) {
+      if (info && info.source_id === sourceId) {
+        this.tiles.get(info.participant_id)?.figure.classList.toggle("paused", paused);
+      }
+    }
   }
 
   onTrack(event) {
@@ -347,6 +384,7 @@ class Session {
       tile.figure.dataset.participantId = participantId;
       this.tiles.set(participantId, tile);
       ui.tiles.append(tile.figure);
+      this.watcher?.watch(participantId, tile.video);
     }
     tile.caption.textContent = name;
     tile.avatar.textContent = initialOf(name);
@@ -360,6 +398,8 @@ class Session {
     tile.video.srcObject = null;
     tile.figure.remove();
     this.tiles.delete(participantId);
+    this.watcher?.unwatch(participantId);
+    this.watcher?.setSource(participantId, null);
   }
 
   // Autoplay with sound can be refused (no user gesture yet, e.g. after a
@@ -386,6 +426,7 @@ class Session {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.pingTimer);
+    this.watcher?.close();
     for (const pc of [this.pub, this.sub]) pc?.close();
     window.visio.pcs.publish = null;
     window.visio.pcs.subscribe = null;

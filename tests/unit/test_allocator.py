@@ -65,3 +65,12 @@ def test_inactive_layers_are_skipped() -> None:
     assert result.layers == {"a": 1}
     result = allocate([simulcast("a", active=(False, False, False))], 10**7)
     assert result.layers == {"a": None} and result.reasons == {"a": "unavailable"}
+
+
+def test_unseen_layers_are_assumed_twice_as_tall_as_the_one_below() -> None:
+    layers = (LayerOption(0, 150_000, 180, True), LayerOption(1, 500_000, 360, True),
+              LayerOption(2, 0, 0, True))  # the publisher has not sent 720p yet
+    tall = Candidate("a", layers, SourceConstraints(max_height=1000))
+    medium = Candidate("b", layers, SourceConstraints(max_height=500))
+    assert allocate([tall], 10**7).layers == {"a": 2}
+    assert allocate([medium], 10**7).layers == {"b": 1}
