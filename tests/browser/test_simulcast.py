@@ -83,4 +83,5 @@ async def test_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer(
         assert seen["f"]["height"] == 720 and seen["q"]["height"] == 180
     except Exception as exc:
         failure = await room.report_failure(exc, "simulcast")
-        raise AssertionError(f"{failure}\nSFU layers: {layers_of_first_video(visio_server)}") from exc
+        layers = layers_of_first_video(visio_server)
+        raise AssertionError(f"{failure}\nSFU layers: {layers}") from exc
