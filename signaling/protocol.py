@@ -8,6 +8,7 @@ client receives. Nothing here touches the room.
 from __future__ import annotations
 
 import json
+import unicodedata
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,13 +138,13 @@ def _join(data: dict[str, Any]) -> Join:
         raise ProtocolError("unsupported_version",
                             f"protocol version {version!r} is not supported (use 1)")
     room = _string(data, "room", 64)
-    if not ROOM_NAME.match(room):
+    if not ROOM_NAME.fullmatch(room):
         raise ProtocolError("bad_message",
                             "field 'room' must be 1-64 characters of A-Z a-z 0-9 _ . -")
     name = " ".join(_string(data, "name", 256).split())
     if not name or len(name) > MAX_NAME_CHARS:
         raise ProtocolError("bad_message", f"field 'name' must be 1-{MAX_NAME_CHARS} characters")
-    if any(ord(ch) < 32 for ch in name):
+    if any(unicodedata.category(ch) == "Cc" for ch in name):  # C0, DEL and C1 controls
         raise ProtocolError("bad_message", "field 'name' contains control characters")
     token = None if data.get("token") is None else _string(data, "token", MAX_TOKEN_CHARS)
     return Join(room=room, name=name, token=token)

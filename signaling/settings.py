@@ -60,10 +60,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ice-bind", default=env("VISIO_ICE_BIND"),
                         help="address the SFU's media sockets bind (env VISIO_ICE_BIND; "
                              "default: the announced address if it is loopback, else 0.0.0.0)")
-    parser.add_argument("--ice-server", action="append", dest="ice_servers",
-                        default=_env_list("VISIO_ICE_SERVERS"), metavar="URL",
-                        help="STUN/TURN URL handed to browsers, repeatable "
-                             "(env VISIO_ICE_SERVERS, comma separated)")
+    parser.add_argument("--ice-server", action="append", dest="ice_servers", default=None,
+                        metavar="URL",
+                        help="STUN/TURN URL handed to browsers, repeatable; replaces "
+                             "VISIO_ICE_SERVERS (comma separated) when given")
     parser.add_argument("--turn-username", default=env("VISIO_TURN_USERNAME"),
                         help="username for the turn: URLs (env VISIO_TURN_USERNAME)")
     parser.add_argument("--turn-credential", default=env("VISIO_TURN_CREDENTIAL"),
@@ -100,14 +100,24 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def _default_bind(announce: str) -> str:
+    """Bind where we announce on loopback; else the wildcard of the announced address's family."""
+    address = ipaddress.ip_address(announce)
+    if address.is_loopback:
+        return announce
+    return "::" if address.version == 6 else "0.0.0.0"
+
+
 def settings_from_arguments(args: argparse.Namespace) -> Settings:
     announce = args.ice_announce
-    bind = args.ice_bind or (announce if IceSettings(announce, announce).loopback else "0.0.0.0")
+    bind = args.ice_bind or _default_bind(announce)
     return Settings(
         host=args.host,
         port=args.port,
         ice=IceSettings(bind_address=bind, announced_address=announce),
-        ice_servers=browser_ice_servers(args.ice_servers, args.turn_username,
+        ice_servers=browser_ice_servers(
+            args.ice_servers if args.ice_servers is not None else _env_list("VISIO_ICE_SERVERS"),
+            args.turn_username,
                                         args.turn_credential),
         max_participants_per_room=args.max_participants,
         development=_development(args.mode, args.host),

@@ -107,8 +107,6 @@ def test_public_announce_binds_every_interface(announce: str) -> None:
     assert ice.loopback is False
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-loopback IPv6 announce address gets the "
-                   "IPv4 wildcard 0.0.0.0 as bind address, so no media can reach it")
 def test_public_ipv6_announce_binds_the_ipv6_wildcard() -> None:
     assert settings_for("--ice-announce", "2001:db8::7").ice.bind_address == "::"
 
@@ -172,9 +170,6 @@ def test_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.port == 1234
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: --ice-server uses action='append' on a default "
-                   "taken from VISIO_ICE_SERVERS, so flags are added to the environment's list "
-                   "instead of replacing that default")
 def test_ice_server_flag_overrides_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISIO_ICE_SERVERS", "stun:env.example")
     settings = settings_for("--ice-server", "stun:flag.example")
