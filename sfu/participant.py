@@ -87,6 +87,7 @@ class Participant:
         self._forwarded = _ForwardedRate()
         self._allocation_task: asyncio.Task[None] | None = None
         self._congested_until = 0.0
+        self.active_speaker: str | None = None  # the room's dominant speaker (participant id)
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
@@ -249,6 +250,11 @@ class Participant:
         self.source_order = order
         self.reallocate()
 
+    def set_active_speaker(self, participant_id: str) -> None:
+        """The speaker's video is served right after what is on stage."""
+        self.active_speaker = participant_id
+        self.reallocate()
+
     async def _allocation_loop(self) -> None:
         while not self.closed:
             await asyncio.sleep(ALLOCATION_INTERVAL)
@@ -285,7 +291,8 @@ class Participant:
         if not video:
             return
         rank = {source: i for i, source in enumerate(self.source_order)}
-        video.sort(key=lambda c: rank.get(c.producer.id, len(rank)))
+        video.sort(key=lambda c: (c.producer.participant_id != self.active_speaker,
+                                  rank.get(c.producer.id, len(rank))))
         candidates = [
             Candidate(
                 source_id=c.producer.id,

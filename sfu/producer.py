@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sfu.active_speaker import SILENCE_LEVEL
 from sfu.allocator import DEFAULT_LAYER_BPS
 from sfu.keyframe_requests import KeyframeRequester
 from sfu.packet_cache import PacketCache
@@ -136,6 +137,8 @@ class Producer:
         self.layers = [Layer(i, rid, self._count_pli(send_pli))
                        for i, rid in enumerate(rids or (None,))]
         self.closed = False
+        # Called with (source id, loudness 0-127, time) for each audio packet that has a level.
+        self.level_listener: Callable[[str, int, float], None] | None = None
         self._counters = counters
         self._send_nack = send_nack
 
@@ -203,6 +206,8 @@ class Producer:
         now = time.monotonic()
         layer.last_packet_at = now
         layer.bitrate.add(len(data), now)
+        if audio_level and self.level_listener is not None:
+            self.level_listener(self.id, SILENCE_LEVEL - (audio_level[0] & 0x7F), now)
         if header.payload_size == 0:
             self._counters.rtp_padding_dropped += 1
             return

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from sfu.active_speaker import DominantSpeaker
 from sfu.participant import Event, Participant
 from sfu.producer import Producer
 
 logger = logging.getLogger(__name__)
+
+
+SPEAKER_TICK = 0.1  # seconds between two dominant-speaker decisions
 
 
 class Room:
@@ -18,6 +23,9 @@ class Room:
         self.id = room_id
         self.max_participants = max_participants
         self.participants: dict[str, Participant] = {}
+        self.speakers = DominantSpeaker()
+        self.active_speaker: str | None = None  # participant id
+        self._speaker_task: asyncio.Task[None] | None = None
 
     @property
     def full(self) -> bool:
@@ -41,6 +49,12 @@ class Room:
         for producer in added:
             self.broadcast({"type": "source_added", "source": producer.describe()},
                            exclude=publisher.id)
+            if producer.kind == "audio":
+                producer.level_listener = self.speakers.add
+                if self._speaker_task is None:
+                    self._speaker_task = asyncio.ensure_future(self._follow_speakers())
+        for producer in removed:
+            self.speakers.remove(producer.id)
         for producer in removed:
             self.broadcast({"type": "source_removed", "source_id": producer.id,
                             "participant_id": publisher.id}, exclude=publisher.id)
@@ -52,10 +66,33 @@ class Room:
             return
         removed = await participant.close()
         for producer in removed:
+            self.speakers.remove(producer.id)
             self.broadcast({"type": "source_removed", "source_id": producer.id,
                             "participant_id": participant.id})
         self.broadcast({"type": "participant_left", "participant_id": participant.id})
         await self._resubscribe(list(self.participants.values()))
+
+    async def _follow_speakers(self) -> None:
+        """Announce the dominant speaker; each subscriber's allocator puts them first."""
+        while True:
+            await asyncio.sleep(SPEAKER_TICK)
+            source = self.speakers.tick(time.monotonic())
+            if source is None:
+                continue
+            speaker = next((m for m in self.participants.values()
+                            if any(p.id == source for p in m.producers.values())), None)
+            if speaker is None or speaker.id == self.active_speaker:
+                continue
+            self.active_speaker = speaker.id
+            self.broadcast({"type": "active_speaker", "participant_id": speaker.id,
+                            "source_id": source})
+            for member in self.participants.values():
+                member.set_active_speaker(speaker.id)
+
+    def close(self) -> None:
+        if self._speaker_task is not None:
+            self._speaker_task.cancel()
+            self._speaker_task = None
 
     async def _resubscribe(self, members: list[Participant]) -> None:
         """Tell each member which sources to receive; one member's failure spares the others."""

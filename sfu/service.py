@@ -98,6 +98,7 @@ class SfuService:
         if member is not None:
             await room.remove(member)
         if not room.participants:
+            room.close()
             self.rooms.pop(room.id, None)
 
     def _connection_failed(self, member: Participant) -> None:

@@ -116,10 +116,11 @@ class TestPeer:
         return joined
 
     async def publish(self, audio: bool = True, video: bool = True,
-                      video_codec: str = "video/VP8") -> None:
+                      video_codec: str = "video/VP8",
+                      audio_track: MediaStreamTrack | None = None) -> None:
         pc = self.publish_pc = new_pc()
         if audio:
-            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            pc.addTransceiver(audio_track or AudioStreamTrack(), direction="sendonly")
         if video:
             self.video = PatternTrack(*self.size, fps=self.fps)
             transceiver = pc.addTransceiver(self.video, direction="sendonly")
@@ -151,6 +152,7 @@ class TestPeer:
     async def _dispatch(self) -> None:
         while True:
             event = await self.signaling.events.get()
+            event["_at"] = time.monotonic()
             self.events.append(event)
             if event["type"] == "subscribe_offer":
                 await self._answer(event)
