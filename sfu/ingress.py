@@ -122,7 +122,7 @@ class PublisherIngress:
             self._estimate_bandwidth(header, arrival_time_ms)
         audio_level = header.extensions.get(self._audio_level_id) if self._audio_level_id else None
         await producer.on_packet(route.layer, data, header, arrival_time_ms / 1000.0,
-                                 audio_level)
+                                 audio_level, retransmission=route.rtx)
 
     def _learn(self, header: RtpHeader) -> _Route | None:
         """Latch an unsignalled SSRC to its m-line by MID (else a payload type only one

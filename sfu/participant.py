@@ -250,6 +250,17 @@ class Participant:
         self.source_order = order
         self.reallocate()
 
+    def allocation_stats(self) -> dict[str, object]:
+        now = time.monotonic()
+        return {
+            "estimate_bps": self._estimate_bps,
+            "budget_bps": self._budget(now),
+            "congested": now < self._congested_until,
+            "consumers": {c.producer.id: {"kind": c.producer.kind, "target": c.target_layer,
+                                          "current": c.current_layer, "paused": c.paused}
+                          for c in self.consumers.values()},
+        }
+
     def set_active_speaker(self, participant_id: str) -> None:
         """The speaker's video is served right after what is on stage."""
         self.active_speaker = participant_id

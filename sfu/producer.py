@@ -182,7 +182,7 @@ class Producer:
         return {"source_id": self.id, "participant_id": self.participant_id, "kind": self.kind}
 
     async def on_packet(self, layer_index: int, data: bytes, header: RtpHeader, arrival: float,
-                        audio_level: bytes | None) -> None:
+                        audio_level: bytes | None, *, retransmission: bool = False) -> None:
         """Account for one decrypted media packet and forward it to every consumer."""
         codec = self.codecs.get(header.payload_type)
         if codec is None:
@@ -205,7 +205,8 @@ class Producer:
             await self._send_nack(ssrc, lost)
         now = time.monotonic()
         layer.last_packet_at = now
-        layer.bitrate.add(len(data), now)
+        if not retransmission:  # RTX also carries the browser's bandwidth probes
+            layer.bitrate.add(len(data), now)
         if audio_level and self.level_listener is not None:
             self.level_listener(self.id, SILENCE_LEVEL - (audio_level[0] & 0x7F), now)
         if header.payload_size == 0:

@@ -115,6 +115,8 @@ class SfuService:
             "sources": {p.id: {"kind": p.kind, "room": room.id, "layers": p.layer_stats(),
                                "consumers": len(p.consumers)}
                         for room in self.rooms.values() for p in room.producers()},
+            "subscribers": {m.id: m.allocation_stats() for room in self.rooms.values()
+                            for m in room.participants.values()},
             "counters": self.counters.as_dict(),
         }
 

@@ -51,6 +51,19 @@ async def wait_for_height(page: Any, wanted: int, timeout: float) -> float:
     raise AssertionError(f"remote video stayed {seen} px tall, expected {wanted}")
 
 
+async def wait_for_top_layer(page: Any, server: ServerProcess, timeout: float) -> None:
+    started = time.monotonic()
+    seen = top = 0
+    while time.monotonic() - started < timeout:
+        seen = await page.evaluate(INBOUND_VIDEO_HEIGHT_JS)
+        layers = layers_of_first_video(server)
+        top = layers[-1]["height"] if layers else 0
+        if seen == top and seen > layers[1]["height"]:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"remote video is {seen} px tall, the top layer {top} px")
+
+
 def layers_of_first_video(server: ServerProcess) -> list[dict[str, Any]]:
     for source in server.stats()["sources"].values():
         if source["kind"] == "video":
@@ -76,12 +89,15 @@ async def test_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer(
 
         await pupil.page.set_viewport_size({"width": 1400, "height": 1100})
         await pupil.page.evaluate(SET_TILE_WIDTH_JS, 1300)  # a 975-px-tall stage
-        await wait_for_height(pupil.page, 720, 20)
+        # Chrome may encode the top layer below 720p for a while (its own bandwidth
+        # adaptation): the pupil must get whatever the top layer carries.
+        await wait_for_top_layer(pupil.page, visio_server, 25)
         await pupil.page.screenshot(path=str(artifacts / "simulcast-large-tile.png"))
 
         seen = {layer["rid"]: layer for layer in layers_of_first_video(visio_server)}
-        assert seen["f"]["height"] == 720 and seen["q"]["height"] == 180
+        assert seen["q"]["height"] == 180 and seen["f"]["height"] > seen["h"]["height"]
     except Exception as exc:
         failure = await room.report_failure(exc, "simulcast")
-        layers = layers_of_first_video(visio_server)
-        raise AssertionError(f"{failure}\nSFU layers: {layers}") from exc
+        stats = visio_server.stats()
+        raise AssertionError(f"{failure}\nSFU sources: {stats['sources']}\n"
+                             f"SFU subscribers: {stats['subscribers']}") from exc
