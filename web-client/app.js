@@ -69,8 +69,9 @@ function errorText(msg) {
 }
 
 class Session {
-  constructor(room, name) {
+  constructor(room, name, token = null) {
     this.room = room;
+    this.token = token; // a booking's join token, from the meeting link's ?token=
     this.name = name;
     this.ws = null;
     this.participantId = null;
@@ -125,6 +126,7 @@ class Session {
         v: PROTOCOL_VERSION,
         room: this.room,
         name: this.name,
+        ...(this.token ? { token: this.token } : {}),
       });
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
     });
@@ -517,7 +519,8 @@ function onSubmit(event) {
   history.replaceState(null, "", url);
   ui.join.disabled = true;
   showCall(room);
-  session = new Session(room, name);
+  const token = new URLSearchParams(location.search).get("token");
+  session = new Session(room, name, token);
   session.start();
 }
 
@@ -529,6 +532,8 @@ function init() {
   document.title = t("appTitle");
   const params = new URLSearchParams(location.search);
   ui.room.value = params.get("room") ?? "";
+  // A meeting link fixes the room: only the name is left to type.
+  if (params.get("token")) ui.room.readOnly = true;
   try {
     ui.name.value = localStorage.getItem(NAME_STORAGE_KEY) ?? "";
   } catch {

@@ -33,6 +33,12 @@ export const STRINGS = {
     serverError: "Erreur du serveur : {message}",
     errors: {
       room_full: "La salle est complète.",
+      token_required: "Ce serveur n'accepte que les liens de réunion : ouvrez le lien reçu.",
+      token_invalid: "Ce lien de réunion n'est pas valide.",
+      token_expired: "Ce lien de réunion a expiré : la réunion est terminée.",
+      token_not_yet_valid: "La réunion ouvre 15 minutes avant son début : revenez un peu plus tard.",
+      wrong_room: "Ce lien de réunion est celui d'une autre salle.",
+      booking_cancelled: "Cette réunion a été annulée.",
       unsupported_version: "Cette page n'est plus à jour : rechargez-la.",
       invalid_sdp: "Le serveur a refusé la description audio/vidéo : {message}",
       bad_message: "Requête refusée : {message}",

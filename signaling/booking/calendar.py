@@ -33,6 +33,8 @@ class FieldError:
     code: str  # required, too_long, end_before_start, too_long_meeting, in_the_past,
     #            over_capacity, conflict, not_found, invalid, finished
     message: str
+    # For a conflict: the booking in the way (title, start, end), when known.
+    other: tuple[str, datetime, datetime] | None = None
 
 
 class BookingError(Exception):
@@ -69,8 +71,7 @@ async def create_booking(db: Database, organisation_id: int, request: BookingReq
     now = now or utc_now()
     async with db.write() as session:
         room = await _room(session, organisation_id, request.room_id)
-        title = _validate(request, room, now)
-        await _refuse_overlap(session, request, exclude_id=None)
+        title = await _validate(session, request, room, now, exclude_id=None)
         booking = Booking(room_id=room.id, title=title, starts_at=request.starts_at,
                           ends_at=request.ends_at,
                           expected_participants=request.expected_participants,
@@ -93,8 +94,8 @@ async def update_booking(db: Database, organisation_id: int, booking_id: int,
         room = await _room(session, organisation_id, request.room_id)
         # An ongoing meeting keeps its start: only what changed is checked against the clock.
         check_start = request.starts_at != booking.starts_at
-        title = _validate(request, room, now, check_start=check_start)
-        await _refuse_overlap(session, request, exclude_id=booking.id)
+        title = await _validate(session, request, room, now, exclude_id=booking.id,
+                                check_start=check_start)
         booking.room_id = room.id
         booking.title = title
         booking.starts_at = request.starts_at
@@ -140,8 +141,9 @@ async def find_bookings(db: Database, organisation_id: int, *, room_id: int | No
         return list(rows)
 
 
-def _validate(request: BookingRequest, room: Room, now: datetime,
-              check_start: bool = True) -> str:
+async def _validate(session: AsyncSession, request: BookingRequest, room: Room, now: datetime,
+                    exclude_id: int | None, check_start: bool = True) -> str:
+    """The cleaned title, or every problem at once (conflict included) as a BookingError."""
     errors: list[FieldError] = []
     title = " ".join(request.title.split())
     if not title:
@@ -156,6 +158,10 @@ def _validate(request: BookingRequest, room: Room, now: datetime,
                                  "a booking lasts at most 12 hours"))
     if check_start and request.starts_at < now - PAST_GRACE:
         errors.append(FieldError("start", "in_the_past", "the start is in the past"))
+    elif request.ends_at > request.starts_at:
+        conflict = await _overlap(session, request, exclude_id)
+        if conflict is not None:
+            errors.append(conflict)
     if request.expected_participants < 1:
         errors.append(FieldError("expected_participants", "invalid",
                                  "at least one participant is expected"))
@@ -168,8 +174,8 @@ def _validate(request: BookingRequest, room: Room, now: datetime,
     return title
 
 
-async def _refuse_overlap(session: AsyncSession, request: BookingRequest,
-                          exclude_id: int | None) -> None:
+async def _overlap(session: AsyncSession, request: BookingRequest,
+                   exclude_id: int | None) -> FieldError | None:
     query = select(Booking).where(Booking.room_id == request.room_id,
                                   Booking.cancelled_at.is_(None),
                                   Booking.starts_at < request.ends_at,
@@ -177,8 +183,7 @@ async def _refuse_overlap(session: AsyncSession, request: BookingRequest,
     if exclude_id is not None:
         query = query.where(Booking.id != exclude_id)
     other = await session.scalar(query.limit(1))
-    if other is not None:
-        raise BookingError(_conflict(other))
+    return None if other is None else _conflict(other)
 
 
 def _conflict(other: Booking | None) -> FieldError:
@@ -186,7 +191,8 @@ def _conflict(other: Booking | None) -> FieldError:
         return FieldError("start", "conflict", "the room is already booked at that time")
     return FieldError("start", "conflict",
                       f"the room is already booked at that time ({other.title!r}, "
-                      f"{other.starts_at:%Y-%m-%d %H:%M} to {other.ends_at:%H:%M} UTC)")
+                      f"{other.starts_at:%Y-%m-%d %H:%M} to {other.ends_at:%H:%M} UTC)",
+                      other=(other.title, other.starts_at, other.ends_at))
 
 
 async def _flush(session: AsyncSession) -> None:
