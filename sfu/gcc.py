@@ -511,14 +511,15 @@ class AimdRateControl:
 class LossBasedControl:
     """§6: a bound that falls on heavy loss and relaxes when loss is low.
 
-    The loss fraction of each report (batched to at least 20 packets) is
-    smoothed over about 200 packets before it is compared with the bands: at
-    5 % random loss one 20-packet batch in twelve reads above 10 %, and
-    cutting on each of those would drag the rate down in steps the hold band
-    never gives back. Smoothed, a step to 30 % loss still bites within about
-    200 packets (0.4 s at 2 Mbps). The bound starts at the maximum, so random loss alone never
-    pins the rate where it happened to be (Chrome's loss controller does); a
-    cut starts from the current estimate so that it bites at once.
+    Bands apply to each report's loss fraction (reports batched to at least
+    20 packets): < 2 % relaxes the bound, 2-10 % holds it. A cut needs, as
+    well as the report above 10 %, the loss smoothed over ~200 packets above
+    10 %, and cuts by that smoothed fraction: at 5 % random loss one 20-packet
+    batch in twelve reads above 10 %, and cutting on each would drag the rate
+    down in steps the hold band never gives back; a step to 30 % loss still
+    bites within ~100 packets. The bound starts at the maximum, so random loss
+    alone never pins the rate where it happened to be (Chrome's loss
+    controller does); a cut starts from the current estimate so it bites.
     """
 
     __slots__ = (
@@ -526,6 +527,7 @@ class LossBasedControl:
         "_lost",
         "_sent",
         "bound_bps",
+        "last_loss",
         "loss_fraction",
         "max_bps",
         "smoothing_packets",
@@ -538,6 +540,7 @@ class LossBasedControl:
         self.bound_bps = float(max_bps)
         self.smoothing_packets = smoothing_packets
         self.loss_fraction = 0.0  # smoothed; the prior is a clean link
+        self.last_loss = 0.0  # of the last batch
         self._sent = 0
         self._lost = 0
         self._last_decrease: float | None = None
@@ -551,13 +554,18 @@ class LossBasedControl:
         weight = min(self._sent / self.smoothing_packets, 1.0) if self.smoothing_packets else 1.0
         self._sent = self._lost = 0
         self.loss_fraction += weight * (loss - self.loss_fraction)
-        loss = self.loss_fraction
+        self.last_loss = loss
         if loss < LOSS_LOW:
             self.bound_bps = min(self.bound_bps * LOSS_INCREASE, self.max_bps)
-        elif loss > LOSS_HIGH and (
-            self._last_decrease is None or now_ms - self._last_decrease >= LOSS_DECREASE_INTERVAL_MS
+        elif (
+            loss > LOSS_HIGH
+            and self.loss_fraction > LOSS_HIGH
+            and (
+                self._last_decrease is None
+                or now_ms - self._last_decrease >= LOSS_DECREASE_INTERVAL_MS
+            )
         ):
-            self.bound_bps = min(self.bound_bps, estimate_bps) * (1.0 - 0.5 * loss)
+            self.bound_bps = min(self.bound_bps, estimate_bps) * (1.0 - 0.5 * self.loss_fraction)
             self._last_decrease = now_ms
         return self.bound_bps
 
