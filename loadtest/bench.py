@@ -1,13 +1,81 @@
-"""Benchmarks of the SFU (placeholder: the forwarding benchmark lands here)."""
+"""``visio bench``: measurements of the SFU (see docs/benchmarks.md)."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from loadtest.bench_forward import ForwardOptions, format_report, result_json, run_forward
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_subparsers(dest="bench", required=True)
+    benches = parser.add_subparsers(dest="bench", required=True)
+    forward = benches.add_parser(
+        "forward",
+        help="SFU CPU per forwarded and per ingested packet, 1 publisher -> N subscribers",
+        description="Start `visio serve` pinned to one core, publish VP8 from one aiortc "
+                    "peer to N counting (non-decoding) aiortc subscribers from this process "
+                    "pinned to another core, and report the SFU's CPU time per packet over "
+                    "a steady window.")
+    defaults = ForwardOptions()
+    forward.add_argument("--subscribers", type=int, default=defaults.subscribers,
+                         help=f"subscribers in the room (default {defaults.subscribers})")
+    forward.add_argument("--duration", type=float, default=defaults.duration,
+                         help=f"measured window in seconds (default {defaults.duration:g})")
+    forward.add_argument("--warmup", type=float, default=defaults.warmup,
+                         help="seconds of traffic after every subscriber receives media and "
+                              f"before the window opens (default {defaults.warmup:g})")
+    forward.add_argument("--max-warmup", type=float, default=defaults.max_warmup,
+                         help="longest warm-up: after --warmup the window waits until the "
+                              "publisher's encoder bitrate stopped ramping up, at most this "
+                              f"long (default {defaults.max_warmup:g})")
+    forward.add_argument("--width", type=int, default=defaults.width,
+                         help=f"published video width (default {defaults.width})")
+    forward.add_argument("--height", type=int, default=defaults.height,
+                         help=f"published video height (default {defaults.height})")
+    forward.add_argument("--fps", type=int, default=defaults.fps,
+                         help=f"published frame rate (default {defaults.fps})")
+    forward.add_argument("--audio", action="store_true",
+                         help="also publish an Opus track (about 50 packets/s)")
+    forward.add_argument("--server-cpu", type=int, default=defaults.server_cpu,
+                         help=f"core the SFU process is pinned to (default {defaults.server_cpu})")
+    forward.add_argument("--client-cpu", type=int, default=defaults.client_cpu,
+                         help="core the load generator (this process) is pinned to "
+                              f"(default {defaults.client_cpu})")
+    forward.add_argument("--no-pin", action="store_true",
+                         help="do not pin the SFU and the load generator to cores")
+    forward.add_argument("--json", action="store_true",
+                         help="print the result as JSON instead of a table")
 
 
 def main(args: argparse.Namespace) -> int:
-    return 0
+    if args.bench != "forward":  # pragma: no cover - argparse only allows known benches
+        return 2
+    try:
+        options = ForwardOptions(
+            subscribers=args.subscribers,
+            duration=args.duration,
+            warmup=args.warmup,
+            max_warmup=args.max_warmup,
+            width=args.width,
+            height=args.height,
+            fps=args.fps,
+            audio=args.audio,
+            pin=not args.no_pin,
+            server_cpu=args.server_cpu,
+            client_cpu=args.client_cpu,
+        )
+        options.validate()
+    except ValueError as exc:
+        print(f"visio bench forward: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = run_forward(options)
+    except Exception as exc:
+        print(f"visio bench forward failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(result_json(result))
+    else:
+        print(format_report(result))
+    return 0 if result.packets_forwarded > 0 else 1

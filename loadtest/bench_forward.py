@@ -1,0 +1,720 @@
+"""The forwarding benchmark: SFU CPU time per forwarded and per ingested RTP packet.
+
+A real ``visio serve`` subprocess is pinned to one core. This process, pinned
+to another core, runs one aiortc publisher (VP8, optionally Opus) and N aiortc
+subscribers that join the same room through the signaling protocol. The
+subscribers never decode: a hook on their DTLS transport counts each
+decrypted packet and drops it, so the load generator stays cheap.
+
+After a warm-up, the SFU's CPU time (``/proc/<pid>/stat`` utime + stime) and
+its packet counters (``GET /api/stats``) are read at both ends of a steady
+window; their ratio is the cost per packet. All traffic is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import numpy as np
+import uvloop
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from av import VideoFrame
+
+from loadtest.signaling_client import SignalingClient
+from sfu.aiortc_bridge import IceSettings, new_peer_connection, pin_ice_addresses
+
+LOOPBACK = IceSettings("127.0.0.1", "127.0.0.1")
+VIDEO_CLOCK = 90000
+SERVER_START_TIMEOUT = 20.0
+CLOSE_TIMEOUT = 5.0
+SETTLED_AFTER = 3.0  # s without a change of the encoder's target bitrate
+QUIET_THRESHOLD = 3.0  # % of a core used on the SFU's core by anything but the SFU
+COUNTERS_REPORTED = (
+    "rtp_malformed", "rtp_unknown_ssrc", "rtp_dropped_unknown_payload", "rtp_padding_dropped",
+    "consumer_errors", "ingress_errors", "send_failures", "nacks_received",
+    "nacks_sent_upstream", "retransmissions", "plis_received", "plis_sent_upstream",
+    "remb_sent_upstream",
+)
+
+
+@dataclass
+class ForwardOptions:
+    subscribers: int = 20
+    duration: float = 10.0
+    warmup: float = 5.0
+    width: int = 640
+    height: int = 480
+    fps: int = 30
+    audio: bool = False
+    pin: bool = True
+    server_cpu: int = 0
+    client_cpu: int = 1
+    max_warmup: float = 45.0  # s: give up waiting for the publisher's bitrate to settle
+    ready_timeout: float = 30.0  # s for every subscriber to receive media
+
+    def validate(self) -> None:
+        if self.subscribers < 1:
+            raise ValueError("--subscribers must be at least 1")
+        if not self.duration > 0 or self.warmup < 0:
+            raise ValueError("--duration must be positive and --warmup not negative")
+        if self.max_warmup < self.warmup:
+            raise ValueError("--max-warmup must be at least --warmup")
+        if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
+            raise ValueError("--width and --height must be even and at least 16")
+        if not 1 <= self.fps <= 60:
+            raise ValueError("--fps must be between 1 and 60")
+        if self.pin:
+            available = os.sched_getaffinity(0)
+            if self.server_cpu == self.client_cpu:
+                raise ValueError("--server-cpu and --client-cpu must differ")
+            for cpu in (self.server_cpu, self.client_cpu):
+                if cpu not in available:
+                    raise ValueError(f"core {cpu} is not available to this process "
+                                     f"(available: {sorted(available)}); use --no-pin")
+
+    def command(self) -> str:
+        """The command line that reproduces a run with these options."""
+        defaults = ForwardOptions()
+        parts = ["visio", "bench", "forward", f"--subscribers {self.subscribers}",
+                 f"--duration {self.duration:g}", f"--warmup {self.warmup:g}"]
+        if self.max_warmup != defaults.max_warmup:
+            parts.append(f"--max-warmup {self.max_warmup:g}")
+        if (self.width, self.height) != (defaults.width, defaults.height):
+            parts.append(f"--width {self.width} --height {self.height}")
+        if self.fps != defaults.fps:
+            parts.append(f"--fps {self.fps}")
+        if self.audio:
+            parts.append("--audio")
+        if not self.pin:
+            parts.append("--no-pin")
+        elif (self.server_cpu, self.client_cpu) != (defaults.server_cpu, defaults.client_cpu):
+            parts.append(f"--server-cpu {self.server_cpu} --client-cpu {self.client_cpu}")
+        return " ".join(parts)
+
+
+@dataclass
+class ForwardResult:
+    command: str
+    subscribers: int
+    media: str
+    warmup_s: float  # from the first packet at every subscriber to the window's start
+    bitrate_settled: bool  # the encoder's target bitrate had stopped moving before the window
+    encoder_target_bps_start: int  # the publisher's VP8 target bitrate (moved by REMB)
+    encoder_target_bps_end: int  # at the window's start and end
+    window_s: float
+    packets_in: int
+    packets_out: int
+    bytes_in: int
+    bytes_out: int
+    in_pps: float
+    out_pps: float
+    in_mbps: float
+    sfu_cpu_s: float
+    sfu_user_s: float
+    sfu_system_s: float
+    sfu_cpu_percent: float
+    us_per_packet_out: float
+    us_per_packet_in: float
+    delivered: int  # packets all subscribers received in the window
+    delivered_per_subscriber_min: int
+    delivered_per_subscriber_max: int
+    delivery_ratio: float  # delivered / packets_out
+    delivered_pps_min: float  # steadiness: lowest and highest 1-s delivery rate in the window
+    delivered_pps_max: float
+    publisher_packets_sent: int
+    generator_cpu_percent: float
+    sfu_rss_mb: float
+    cores: dict[int, dict[str, float]] = field(default_factory=dict)  # busy/steal % per core
+    other_load_on_sfu_core_percent: float = 0.0  # busy time of the SFU's core not the SFU's
+    counters_delta: dict[str, int] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def packets_forwarded(self) -> int:
+        return self.packets_out
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def process_cpu_times(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of all threads of ``pid`` (fields 14-15 of /proc/<pid>/stat)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2:].split()  # fields from #3 (state) on
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid``, in seconds (10 ms resolution with the usual 100 Hz tick)."""
+    return sum(process_cpu_times(pid))
+
+
+def core_times() -> dict[int, tuple[int, int, int]]:
+    """Per core, from /proc/stat: (busy, steal, total) jiffies since boot.
+
+    Busy excludes idle, iowait and steal; steal is time the hypervisor gave
+    to another guest. Both tell whether the SFU really had its core alone.
+    """
+    result: dict[int, tuple[int, int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if not name.startswith("cpu") or name == "cpu":
+            continue
+        numbers = [int(v) for v in values[:8]]
+        idle, iowait, steal = numbers[3], numbers[4], numbers[7]
+        total = sum(numbers)
+        result[int(name[3:])] = (total - idle - iowait - steal, steal, total)
+    return result
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def allowed_cpus(pid: int) -> list[int]:
+    """The union of the cores the threads of ``pid`` may run on."""
+    cpus: set[int] = set()
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            cpus |= os.sched_getaffinity(int(tid))
+    return sorted(cpus)
+
+
+def pin_threads(pid: int, cpus: set[int]) -> None:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def source_revision() -> str:
+    """The git commit of the code under test, ``+dirty`` if sfu/ or signaling/ differ from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, text=True,
+                                capture_output=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "sfu", "signaling"],
+                               cwd=repo, text=True, capture_output=True, timeout=5,
+                               check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def environment(options: ForwardOptions, server_pid: int) -> dict[str, Any]:
+    versions = {}
+    for package in ("aiortc", "aioice", "uvloop", "av", "pylibsrtp", "aiohttp"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "absent"
+    return {
+        "revision": source_revision(),
+        "nproc": os.cpu_count(),
+        "cpu_model": cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **versions,
+        "sfu_cpus": allowed_cpus(server_pid),
+        "generator_cpus": sorted(os.sched_getaffinity(0)),
+        "pinned": options.pin,
+    }
+
+
+# --------------------------------------------------------------------------- server
+
+
+@dataclass
+class _Server:
+    process: subprocess.Popen[bytes]
+    base_url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_server(options: ForwardOptions, log_dir: Path) -> _Server:
+    """``visio serve`` on a free loopback port; pinned by inheritance, then thread by thread."""
+    port = _free_port()
+    log_path = log_dir / f"visio-serve-{port}.log"
+    # Development mode: joins by room name, no booking token; its data stays in log_dir.
+    command = [sys.executable, "-m", "signaling", "serve", "--port", str(port),
+               "--ice-announce", "127.0.0.1", "--mode", "development",
+               "--data-dir", str(log_dir)]
+    with log_path.open("wb") as log:
+        if options.pin:
+            os.sched_setaffinity(0, {options.server_cpu})  # the child inherits this mask
+        try:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, cwd=log_dir)
+        finally:
+            if options.pin:
+                os.sched_setaffinity(0, {options.client_cpu})
+    server = _Server(process, f"http://127.0.0.1:{port}", log_path)
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"visio serve exited with {process.returncode}:\n"
+                               f"{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.base_url + "/healthz", timeout=1):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                _stop_server(server)
+                raise RuntimeError("visio serve did not answer /healthz within "
+                                   f"{SERVER_START_TIMEOUT:g} s") from None
+            time.sleep(0.1)
+    if options.pin:
+        pin_threads(process.pid, {options.server_cpu})
+    return server
+
+
+def _stop_server(server: _Server) -> None:
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- peers
+
+
+class SyntheticVideo(VideoStreamTrack):
+    """A moving gradient with noise, paced at ``fps``: enough detail to use the whole bitrate."""
+
+    def __init__(self, width: int, height: int, fps: int) -> None:
+        super().__init__()
+        self.fps = fps
+        self.frames_sent = 0
+        self._started_at: float | None = None
+        rng = np.random.default_rng(7)
+        rows = height * 3 // 2  # yuv420p: Y plane, then U and V planes of a quarter each
+        base = np.empty((rows, width), dtype=np.int16)
+        base[:height] = np.linspace(16, 235, width, dtype=np.int16)[None, :]
+        base[height:] = 128
+        self._images = []
+        for index in range(fps):
+            image = np.roll(base, index * 6, axis=1)
+            image[:height] += rng.integers(-12, 13, size=(height, width), dtype=np.int16)
+            self._images.append(np.clip(image, 0, 255).astype(np.uint8))
+
+    async def recv(self) -> VideoFrame:
+        if self._started_at is None:
+            self._started_at = time.monotonic()
+        delay = self._started_at + self.frames_sent / self.fps - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # A new frame every time: the encoder may mark the object it gets as a keyframe.
+        frame = VideoFrame.from_ndarray(self._images[self.frames_sent % len(self._images)],
+                                        format="yuv420p")
+        frame.pts = self.frames_sent * VIDEO_CLOCK // self.fps
+        frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
+        self.frames_sent += 1
+        return frame
+
+
+class BenchPublisher:
+    """Joins the room and publishes VP8 (and optionally Opus) from this process."""
+
+    def __init__(self, base_url: str, room: str, options: ForwardOptions) -> None:
+        self.signaling = SignalingClient(base_url)
+        self.room = room
+        self.options = options
+        self.pc: RTCPeerConnection = new_peer_connection()
+
+    async def start(self) -> None:
+        await self.signaling.connect()
+        await self.signaling.request({"type": "join", "v": 1, "room": self.room,
+                                      "name": "publisher"})
+        options = self.options
+        if options.audio:
+            self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+        self.pc.addTransceiver(SyntheticVideo(options.width, options.height, options.fps),
+                               direction="sendonly")
+        pin_ice_addresses(self.pc, LOOPBACK)
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        reply = await self.signaling.request({"type": "publish_offer",
+                                              "sdp": self.pc.localDescription.sdp})
+        await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
+
+    def target_bitrate(self) -> int:
+        """The VP8 encoder's current target (aiortc moves it on every REMB from the SFU)."""
+        for sender in self.pc.getSenders():
+            encoder = getattr(sender, "_RTCRtpSender__encoder", None)
+            if sender.kind == "video" and encoder is not None:
+                return int(getattr(encoder, "target_bitrate", 0))
+        return 0
+
+    async def packets_sent(self) -> int:
+        total = 0
+        for sender in self.pc.getSenders():
+            report = await sender.getStats()
+            total += sum(s.packetsSent for s in report.values() if s.type == "outbound-rtp")
+        return total
+
+    async def close(self) -> None:
+        await _close_peer(self.signaling, self.pc, None)
+
+
+def video_payload_types(sdp: str) -> set[int]:
+    """Every payload type on the ``m=video`` lines of ``sdp`` (media and RTX)."""
+    types: set[int] = set()
+    for line in sdp.splitlines():
+        if line.startswith("m=video "):
+            types.update(int(pt) for pt in line.split()[3:] if pt.isdigit())
+    return types
+
+
+class CountingSubscriber:
+    """Answers subscribe offers; counts and drops every decrypted RTP packet (never decodes)."""
+
+    def __init__(self, base_url: str, room: str, name: str) -> None:
+        self.signaling = SignalingClient(base_url)
+        self.room = room
+        self.name = name
+        self.pc: RTCPeerConnection | None = None
+        self.packets = 0
+        self.octets = 0
+        self.video_packets = 0
+        self.answers = 0
+        self.errors: list[str] = []
+        self._video_pts: set[int] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.signaling.connect()
+        await self.signaling.request({"type": "join", "v": 1, "room": self.room,
+                                      "name": self.name})
+        self._dispatcher = asyncio.ensure_future(self._dispatch())
+
+    async def _dispatch(self) -> None:
+        while True:
+            event = await self.signaling.events.get()
+            if event.get("type") != "subscribe_offer":
+                continue
+            try:
+                await self._answer(event)
+            except Exception as exc:  # recorded and reported; the benchmark then fails
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        if self.pc is None:
+            self.pc = new_peer_connection()
+        pc = self.pc
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        self._video_pts |= video_payload_types(offer["sdp"])
+        dtls = pc.getTransceivers()[0].receiver.transport  # bundled: one transport for all
+        if dtls._handle_rtp_data != self._count:
+            dtls._handle_rtp_data = self._count  # type: ignore[method-assign]
+        pin_ice_addresses(pc, LOOPBACK)
+        await pc.setLocalDescription(await pc.createAnswer())
+        await self.signaling.send({"type": "subscribe_answer", "revision": offer["revision"],
+                                   "sdp": pc.localDescription.sdp})
+        self.answers += 1
+
+    async def _count(self, data: bytes, arrival_time_ms: int) -> None:
+        self.packets += 1
+        self.octets += len(data)
+        if data[1] & 0x7F in self._video_pts:
+            self.video_packets += 1
+
+    async def close(self) -> None:
+        await _close_peer(self.signaling, self.pc, self._dispatcher)
+
+
+async def _close_peer(signaling: SignalingClient, pc: RTCPeerConnection | None,
+                      task: asyncio.Task[None] | None) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(signaling.send({"type": "leave"}), CLOSE_TIMEOUT)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    if pc is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(pc.close(), CLOSE_TIMEOUT)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(signaling.close(), CLOSE_TIMEOUT)
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class _Snapshot:
+    at: float
+    sfu_user: float
+    sfu_system: float
+    counters: dict[str, int]
+    delivered: list[int]
+    published: int
+    generator_cpu: float
+    cores: dict[int, tuple[int, int, int]]
+
+
+async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
+                    publisher: BenchPublisher,
+                    subscribers: list[CountingSubscriber]) -> _Snapshot:
+    sfu_user, sfu_system = process_cpu_times(pid)
+    cores = core_times()
+    at = time.monotonic()
+    before = [s.packets for s in subscribers]
+    generator_cpu = time.process_time()
+    async with http.get(base_url + "/api/stats") as response:
+        response.raise_for_status()
+        stats = await response.json()
+    counters: dict[str, int] = stats["counters"]
+    # The server read its counters somewhere during the request: compare at the midpoint.
+    delivered = [(a + s.packets) // 2 for a, s in zip(before, subscribers, strict=True)]
+    return _Snapshot(at, sfu_user, sfu_system, counters, delivered, await publisher.packets_sent(),
+                     generator_cpu, cores)
+
+
+async def _wait_until_flowing(options: ForwardOptions, publisher: BenchPublisher,
+                              subscribers: list[CountingSubscriber], server: _Server) -> None:
+    deadline = time.monotonic() + options.ready_timeout
+    while True:
+        errors = [f"{s.name}: {e}" for s in subscribers for e in s.errors]
+        if errors:
+            raise RuntimeError("subscriber failed: " + "; ".join(errors[:3]))
+        if server.process.poll() is not None:
+            raise RuntimeError(f"visio serve died:\n{server.log_tail()}")
+        waiting = [s for s in subscribers
+                   if s.video_packets == 0 or (options.audio and s.packets == s.video_packets)]
+        if not waiting:
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{len(waiting)} of {len(subscribers)} subscribers received no "
+                               f"media within {options.ready_timeout:g} s")
+        await asyncio.sleep(0.1)
+
+
+async def _settle(options: ForwardOptions, publisher: BenchPublisher) -> tuple[float, bool]:
+    """Warm up: at least ``warmup`` s, then until the encoder's bitrate stopped moving.
+
+    aiortc's VP8 encoder starts at 500 kbit/s and follows the SFU's REMB up to
+    its 1.5 Mbit/s cap (about 15 s on loopback), restarting with a keyframe at
+    every 10 % step; a window opened during that ramp would not be steady.
+    Returns the warm-up used and whether the bitrate settled.
+    """
+    started = time.monotonic()
+    initial = last = publisher.target_bitrate()
+    changed_at = started
+    while True:
+        now = time.monotonic()
+        target = publisher.target_bitrate()
+        if target != last:
+            last, changed_at = target, now
+        settled = target != initial and now - changed_at >= SETTLED_AFTER
+        if now - started >= options.warmup and (settled or now - started >= options.max_warmup):
+            return now - started, settled
+        await asyncio.sleep(0.25)
+
+
+async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
+    pid = server.process.pid
+    room = f"bench-{secrets.token_hex(3)}"
+    publisher = BenchPublisher(server.base_url, room, options)
+    subscribers = [CountingSubscriber(server.base_url, room, f"sub{i:02d}")
+                   for i in range(options.subscribers)]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+        try:
+            await publisher.start()
+            for subscriber in subscribers:
+                await subscriber.start()
+            await _wait_until_flowing(options, publisher, subscribers, server)
+            warmup, settled = await _settle(options, publisher)
+            target_start = publisher.target_bitrate()
+            start = await _snapshot(http, server.base_url, pid, publisher, subscribers)
+            per_second: list[float] = []
+            previous_at, previous = start.at, sum(start.delivered)
+            end_at = start.at + options.duration
+            while (now := time.monotonic()) < end_at:
+                await asyncio.sleep(min(1.0, end_at - now))
+                at, total = time.monotonic(), sum(s.packets for s in subscribers)
+                if at - previous_at >= 0.5:
+                    per_second.append((total - previous) / (at - previous_at))
+                previous_at, previous = at, total
+            end = await _snapshot(http, server.base_url, pid, publisher, subscribers)
+            rss = resident_mb(pid)
+            target_end = publisher.target_bitrate()
+            env = environment(options, pid)
+        finally:
+            await asyncio.gather(*(s.close() for s in subscribers), publisher.close(),
+                                 return_exceptions=True)
+    return _result(options, start, end, per_second, rss, env,
+                   (warmup, settled, target_start, target_end))
+
+
+def _result(options: ForwardOptions, start: _Snapshot, end: _Snapshot, per_second: list[float],
+            rss: float, env: dict[str, Any],
+            warmup: tuple[float, bool, int, int]) -> ForwardResult:
+    window = end.at - start.at
+    delta = {k: end.counters.get(k, 0) - start.counters.get(k, 0) for k in end.counters}
+    packets_in, packets_out = delta["rtp_packets_in"], delta["rtp_packets_out"]
+    user, system = end.sfu_user - start.sfu_user, end.sfu_system - start.sfu_system
+    cpu = user + system
+    delivered = [b - a for a, b in zip(start.delivered, end.delivered, strict=True)]
+    cores: dict[int, dict[str, float]] = {}
+    for core, (busy, steal, total) in end.cores.items():
+        busy0, steal0, total0 = start.cores.get(core, (busy, steal, total))
+        span = max(1, total - total0)
+        cores[core] = {"busy_percent": round(100 * (busy - busy0) / span, 1),
+                       "steal_percent": round(100 * (steal - steal0) / span, 1)}
+    sfu_core = cores.get(options.server_cpu) if options.pin else None
+    other_load = (max(0.0, sfu_core["busy_percent"] - 100 * cpu / window)
+                  if sfu_core is not None else float("nan"))
+    media = f"VP8 {options.width}x{options.height}@{options.fps}"
+    if options.audio:
+        media += " + Opus"
+    return ForwardResult(
+        command=options.command(),
+        subscribers=options.subscribers,
+        media=media,
+        warmup_s=round(warmup[0], 2),
+        bitrate_settled=warmup[1],
+        encoder_target_bps_start=warmup[2],
+        encoder_target_bps_end=warmup[3],
+        window_s=round(window, 3),
+        packets_in=packets_in,
+        packets_out=packets_out,
+        bytes_in=delta["rtp_bytes_in"],
+        bytes_out=delta["rtp_bytes_out"],
+        in_pps=packets_in / window,
+        out_pps=packets_out / window,
+        in_mbps=delta["rtp_bytes_in"] * 8 / window / 1e6,
+        sfu_cpu_s=round(cpu, 3),
+        sfu_user_s=round(user, 3),
+        sfu_system_s=round(system, 3),
+        sfu_cpu_percent=100 * cpu / window,
+        us_per_packet_out=cpu * 1e6 / packets_out if packets_out else float("nan"),
+        us_per_packet_in=cpu * 1e6 / packets_in if packets_in else float("nan"),
+        delivered=sum(delivered),
+        delivered_per_subscriber_min=min(delivered),
+        delivered_per_subscriber_max=max(delivered),
+        delivery_ratio=sum(delivered) / packets_out if packets_out else float("nan"),
+        delivered_pps_min=min(per_second, default=float("nan")),
+        delivered_pps_max=max(per_second, default=float("nan")),
+        publisher_packets_sent=end.published - start.published,
+        generator_cpu_percent=100 * (end.generator_cpu - start.generator_cpu) / window,
+        sfu_rss_mb=round(rss, 1),
+        cores=cores,
+        other_load_on_sfu_core_percent=round(other_load, 1),
+        counters_delta={k: delta.get(k, 0) for k in COUNTERS_REPORTED},
+        environment=env,
+    )
+
+
+def run_forward(options: ForwardOptions) -> ForwardResult:
+    """Run the whole benchmark (server, peers, window, teardown) and return its figures."""
+    options.validate()
+    original_affinity = os.sched_getaffinity(0)
+    log_dir = Path(tempfile.mkdtemp(prefix="visio-bench-"))
+    server = _start_server(options, log_dir)
+    budget = options.ready_timeout + options.max_warmup + options.duration + 60
+    try:
+        async def bounded() -> ForwardResult:
+            return await asyncio.wait_for(_drive(options, server), budget)
+        try:
+            return uvloop.run(bounded())
+        except Exception as exc:
+            raise RuntimeError(f"{exc} (server log: {server.log_path})") from exc
+    finally:
+        _stop_server(server)
+        if options.pin:
+            os.sched_setaffinity(0, original_affinity)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def format_report(result: ForwardResult) -> str:
+    env = result.environment
+    counters = ", ".join(f"{k}={v}" for k, v in result.counters_delta.items() if v)
+    rows = [
+        ("command", result.command),
+        ("media", f"1 publisher ({result.media}) -> {result.subscribers} subscribers"),
+        ("warm-up", f"{result.warmup_s:.1f} s after every subscriber had media"
+                    + ("" if result.bitrate_settled else " (encoder bitrate NOT settled)")),
+        ("encoder target", f"{result.encoder_target_bps_start / 1e6:.2f} Mbit/s at the "
+                           f"window's start, {result.encoder_target_bps_end / 1e6:.2f} at its end"),
+        ("window", f"{result.window_s:.2f} s"),
+        ("packets in", f"{result.packets_in}  ({result.in_pps:.0f}/s, "
+                       f"{result.in_mbps:.2f} Mbit/s)"),
+        ("packets out", f"{result.packets_out}  ({result.out_pps:.0f}/s)"),
+        ("SFU CPU", f"{result.sfu_cpu_s:.2f} s = {result.sfu_cpu_percent:.1f} % of one core "
+                    f"(user {result.sfu_user_s:.2f} s, system {result.sfu_system_s:.2f} s)"),
+        ("µs CPU / forwarded packet", f"{result.us_per_packet_out:.1f}"),
+        ("µs CPU / ingested packet", f"{result.us_per_packet_in:.1f}"),
+        ("delivered to subscribers", f"{result.delivered}  ({100 * result.delivery_ratio:.1f} % "
+                                     f"of packets out; per subscriber "
+                                     f"{result.delivered_per_subscriber_min}-"
+                                     f"{result.delivered_per_subscriber_max})"),
+        ("delivery rate, 1-s samples", f"{result.delivered_pps_min:.0f}-"
+                                       f"{result.delivered_pps_max:.0f} packets/s"),
+        ("publisher packets sent", str(result.publisher_packets_sent)),
+        ("load generator CPU", f"{result.generator_cpu_percent:.1f} % of one core"),
+        ("SFU RSS at end", f"{result.sfu_rss_mb:.1f} MB"),
+        ("SFU counters (window)", counters or "no errors, NACKs, PLIs or drops"),
+        ("cores", f"SFU {env.get('sfu_cpus')}, load generator {env.get('generator_cpus')} "
+                  f"of {env.get('nproc')} ({env.get('cpu_model')})"),
+        ("core load in the window", "; ".join(
+            f"cpu{core} busy {v['busy_percent']:.1f} %, steal {v['steal_percent']:.1f} %"
+            for core, v in sorted(result.cores.items()))),
+        ("other load on SFU core", f"{result.other_load_on_sfu_core_percent:.1f} %"
+         + (" (NOT quiet: the figures above are inflated)"
+            if result.other_load_on_sfu_core_percent > QUIET_THRESHOLD else "")),
+        ("versions", f"visio {env.get('revision')}, python {env.get('python')}, "
+                     f"aiortc {env.get('aiortc')}, uvloop {env.get('uvloop')}, av {env.get('av')}"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def result_json(result: ForwardResult) -> str:
+    return json.dumps(result.as_dict(), indent=2)
