@@ -119,6 +119,27 @@ def configure_aiortc() -> None:
             video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
 
 
+def _probe_objects() -> tuple[RTCRtpSender, RTCRtpReceiver]:
+    transport = SimpleNamespace(state="new")
+    return (RTCRtpSender("video", transport),  # type: ignore[arg-type]
+            RTCRtpReceiver("video", transport))  # type: ignore[arg-type]
+
+
+def _with_event_loop(build: Callable[[], Any]) -> Any:
+    """aiortc objects look up the current event loop when built; give them one if needed."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return build()
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+    return build()
+
+
 def self_check() -> None:
     """Assert that every aiortc/aioice internal the SFU relies on is where it expects."""
     problems = []
@@ -134,11 +155,10 @@ def self_check() -> None:
                  "_components"):
         if not hasattr(probe_connection, name):
             problems.append(f"aioice.Connection instance attribute {name} is missing")
-    probe_sender = RTCRtpSender("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
+    probe_sender, probe_receiver = _with_event_loop(_probe_objects)
     for name in ("_ssrc", "_rtx_ssrc", "_stream_id", "_track_id"):
         if not hasattr(probe_sender, name):
             problems.append(f"RTCRtpSender instance attribute {name} is missing")
-    probe_receiver = RTCRtpReceiver("video", SimpleNamespace(state="new"))  # type: ignore[arg-type]
     if not hasattr(probe_receiver, "_RTCRtpReceiver__rtcp_ssrc"):
         problems.append("RTCRtpReceiver private field __rtcp_ssrc is missing")
     for name in _SENDER_REPORT_FIELDS:
