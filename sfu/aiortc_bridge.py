@@ -44,16 +44,18 @@ from aiortc import (
 from aiortc import rtp as aiortc_rtp
 from aiortc import sdp as aiortc_sdp
 from aiortc.clock import current_ntp_time
-from aiortc.codecs import HEADER_EXTENSIONS
+from aiortc.codecs import CODECS, HEADER_EXTENSIONS
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rate import RemoteBitrateEstimator as RemoteBitrateEstimator
 from aiortc.rtcconfiguration import RTCBundlePolicy
 from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcrtpparameters import RTCRtcpFeedback
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
 from sfu.stats import SfuCounters
+from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +68,13 @@ RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
 REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
 
 # Extensions aiortc does not negotiate by default. Ids are unique across kinds
-# because BUNDLE shares one id space (aiortc uses 1-3).
-_EXTRA_VIDEO_EXTENSIONS = {RID_URI: 10, REPAIRED_RID_URI: 11}
+# because BUNDLE shares one id space (aiortc uses 1-3). transport-cc is only
+# ever negotiated towards subscribers: publisher offers lose it first
+# (simulcast_sdp.without_transport_cc).
+_EXTRA_EXTENSIONS = {
+    "audio": {TRANSPORT_CC_URI: 5},
+    "video": {TRANSPORT_CC_URI: 5, RID_URI: 10, REPAIRED_RID_URI: 11},
+}
 
 RTCP_PSFB_PLI = aiortc_rtp.RTCP_PSFB_PLI
 RTCP_PSFB_FIR = aiortc_rtp.RTCP_PSFB_FIR
@@ -111,12 +118,19 @@ _REQUIRED_INTERNALS: list[tuple[object, str]] = [
 
 
 def configure_aiortc() -> None:
-    """Let aiortc negotiate the rid extensions simulcast needs (data, not a code patch)."""
-    video = HEADER_EXTENSIONS["video"]
-    known = {extension.uri for extension in video}
-    for uri, ext_id in _EXTRA_VIDEO_EXTENSIONS.items():
-        if uri not in known:
-            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+    """Let aiortc negotiate what simulcast and send-side estimation need (data, not code)."""
+    for kind, extra in _EXTRA_EXTENSIONS.items():
+        extensions = HEADER_EXTENSIONS[kind]
+        known = {extension.uri for extension in extensions}
+        for uri, ext_id in extra.items():
+            if uri not in known:
+                extensions.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+    for kind in ("audio", "video"):
+        for codec in CODECS[kind]:
+            if codec.mimeType.lower() in ("video/rtx", "audio/g722", "audio/pcmu", "audio/pcma"):
+                continue
+            if not any(fb.type == "transport-cc" for fb in codec.rtcpFeedback):
+                codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))
 
 
 def _probe_objects() -> tuple[RTCRtpSender, RTCRtpReceiver]:
@@ -619,9 +633,11 @@ class SubscribeConnection:
     """The peer connection a participant receives on: the SFU offers, the browser answers."""
 
     def __init__(self, ice: IceSettings, on_feedback: FeedbackHandler,
-                 on_state: StateHandler, counters: SfuCounters) -> None:
+                 on_state: StateHandler, counters: SfuCounters,
+                 on_raw_rtcp: Callable[[bytes], None]) -> None:
         self._ice = ice
         self._counters = counters
+        self._on_raw_rtcp = on_raw_rtcp
         self._on_feedback = on_feedback
         self._pc = new_peer_connection()
         self.slots: list[OutboundSlot] = []
@@ -649,6 +665,7 @@ class SubscribeConnection:
 
         async def handle_rtcp_data(data: bytes) -> None:
             try:
+                self._on_raw_rtcp(data)  # transport-cc: aiortc's parser loses its FCI
                 await original_rtcp(data)
             except Exception:
                 self._counters.rtcp_malformed += 1

@@ -15,8 +15,10 @@ import time
 from typing import TYPE_CHECKING
 
 from sfu.aiortc_bridge import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutboundSlot
+from sfu.bandwidth import SubscriberBandwidth
 from sfu.rtp import abs_send_time_now, pack_extensions, pack_header, seq_newer
 from sfu.stats import SfuCounters
+from sfu.twcc import TRANSPORT_CC_URI
 from sfu.vp8 import Vp8Descriptor, rewrite_counters
 
 if TYPE_CHECKING:
@@ -30,7 +32,7 @@ class Consumer:
     """Forwards one producer's packets to one subscriber's m-line."""
 
     def __init__(self, producer: Producer, slot: OutboundSlot, subscriber_id: str,
-                 counters: SfuCounters) -> None:
+                 counters: SfuCounters, bandwidth: SubscriberBandwidth) -> None:
         self.producer = producer
         self.slot = slot
         self.subscriber_id = subscriber_id
@@ -39,6 +41,8 @@ class Consumer:
         self.packets_sent = 0
         self.octets_sent = 0
         self._counters = counters
+        self._bandwidth = bandwidth
+        self._transport_cc_id = 0
         self.target_layer = 0  # the allocator moves it; the consumer follows on a keyframe
         self.current_layer: int | None = None
         self.paused = False
@@ -63,6 +67,7 @@ class Consumer:
         self._extension_ids = (ids.get(MID_URI, 0), ids.get(ABS_SEND_TIME_URI, 0),
                                ids.get(AUDIO_LEVEL_URI, 0))
         self._mid_value = (slot.mid or "").encode()
+        self._transport_cc_id = ids.get(TRANSPORT_CC_URI, 0)
         self.active = True
         self.request_keyframe()
 
@@ -153,6 +158,9 @@ class Consumer:
             extensions.append((abs_id, abs_send_time_now(time.time())))
         if level_id and packet.audio_level is not None:
             extensions.append((level_id, packet.audio_level))
+        if self._transport_cc_id:
+            size = len(packet.data) + 24  # close enough for the estimator: header grows by ~10
+            extensions.append((self._transport_cc_id, self._bandwidth.stamp(size)))
         timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
         data = packet.data
         vp8 = packet.vp8

@@ -24,12 +24,15 @@ from sfu.aiortc_bridge import (
     SubscriberFeedback,
 )
 from sfu.allocator import Candidate, LayerOption, SourceConstraints, allocate
+from sfu.bandwidth import PADDING_BYTES, SubscriberBandwidth
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdp, StaleRevision
 from sfu.ingress import PublisherIngress
 from sfu.payload import keyframe_test_for
 from sfu.producer import Producer
+from sfu.rtp import pack_extensions, padding_packet
 from sfu.stats import SfuCounters
+from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
 ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
 DEFAULT_BUDGET_BPS = 3_000_000  # until the subscriber's first estimate arrives
+PROBE_CHECK_INTERVAL = 0.05  # seconds between two asks for a probe cluster
 CONGESTION_HOLD = 10.0  # seconds the estimate rules after it showed congestion
 
 
@@ -83,7 +87,8 @@ class Participant:
         self._negotiation = asyncio.Lock()
         self.constraints: dict[str, SourceConstraints] = {}
         self.source_order: list[str] = []
-        self._estimate_bps: int | None = None  # the subscriber's REMB
+        self.bandwidth = SubscriberBandwidth()
+        self._probe_task: asyncio.Task[None] | None = None
         self._forwarded = _ForwardedRate()
         self._allocation_task: asyncio.Task[None] | None = None
         self._congested_until = 0.0
@@ -194,7 +199,7 @@ class Participant:
                 continue
             slot = self._idle_slot(producer.kind, released)
             slot.assign(source_id, producer.participant_id)
-            consumer = Consumer(producer, slot, self.id, self._counters)
+            consumer = Consumer(producer, slot, self.id, self._counters, self.bandwidth)
             self.consumers[source_id] = consumer
             producer.add_consumer(consumer)
             changed = True
@@ -203,7 +208,8 @@ class Participant:
     def _idle_slot(self, kind: str, released_now: set[int]) -> OutboundSlot:
         if self._subscribe is None:
             self._subscribe = SubscribeConnection(self._ice, self._on_feedback,
-                                                  self._connection_state, self._counters)
+                                                  self._connection_state, self._counters,
+                                                  self.bandwidth.on_rtcp)
         for slot in self._subscribe.slots:
             if slot.kind == kind and slot.source_id is None and id(slot) not in released_now:
                 return slot
@@ -223,6 +229,7 @@ class Participant:
                 consumer.activate()
         if self._allocation_task is None:
             self._allocation_task = asyncio.ensure_future(self._allocation_loop())
+            self._probe_task = asyncio.ensure_future(self._probe_loop())
         self.reallocate()
         if self._dirty:
             self._dirty = False
@@ -239,7 +246,7 @@ class Participant:
             self._counters.nacks_received += 1
             await consumer.retransmit(list(feedback.lost))
         if feedback.estimated_bitrate is not None:
-            self._estimate_bps = feedback.estimated_bitrate
+            self.bandwidth.remb_bps = feedback.estimated_bitrate
 
     # ----------------------------------------------------------------- allocation
 
@@ -253,13 +260,54 @@ class Participant:
     def allocation_stats(self) -> dict[str, object]:
         now = time.monotonic()
         return {
-            "estimate_bps": self._estimate_bps,
+            "estimate_bps": self.bandwidth.estimate_bps,
+            "send_side": self.bandwidth.send_side_active,
+            "transport_feedback": self.bandwidth.feedback_reports,
             "budget_bps": self._budget(now),
             "congested": now < self._congested_until,
             "consumers": {c.producer.id: {"kind": c.producer.kind, "target": c.target_layer,
                                           "current": c.current_layer, "paused": c.paused}
                           for c in self.consumers.values()},
         }
+
+    async def _probe_loop(self) -> None:
+        """Send the estimator's probe clusters as padding on an RTX stream."""
+        while not self.closed:
+            await asyncio.sleep(PROBE_CHECK_INTERVAL)
+            probe = self.bandwidth.probe()
+            slot = self._probe_slot()
+            if probe is None or slot is None:
+                continue
+            cluster, count, interval = probe
+            try:
+                for _ in range(count):
+                    await slot.send_rtp(self._padding(slot, cluster.cluster_id))
+                    self._counters.probe_packets += 1
+                    await asyncio.sleep(interval)
+            except Exception:
+                logger.exception("probing failed for %s", self.id)
+
+    def _probe_slot(self) -> OutboundSlot | None:
+        """A sendonly video m-line with RTX: padding there is dropped by the browser unseen."""
+        for consumer in self.consumers.values():
+            slot = consumer.slot
+            if consumer.active and slot.kind == "video" and slot.rtx_payload_types:
+                return slot
+        return None
+
+    def _padding(self, slot: OutboundSlot, cluster_id: int) -> bytes:
+        rtx_pt = next(iter(slot.rtx_payload_types.values()))
+        sequence = slot.next_rtx_sequence
+        slot.next_rtx_sequence = (sequence + 1) & 0xFFFF
+        extensions = []
+        transport_cc_id = slot.extension_ids.get(TRANSPORT_CC_URI, 0)
+        if transport_cc_id:
+            size = PADDING_BYTES + 32
+            extensions.append((transport_cc_id, self.bandwidth.stamp(size, cluster_id)))
+        return padding_packet(payload_type=rtx_pt, sequence_number=sequence,
+                              timestamp=slot.last_timestamp, ssrc=slot.rtx_ssrc,
+                              extension_block=pack_extensions(extensions),
+                              padding=PADDING_BYTES)
 
     def set_active_speaker(self, participant_id: str) -> None:
         """The speaker's video is served right after what is on stage."""
@@ -285,7 +333,10 @@ class Participant:
         """
         video = [c for c in self.consumers.values() if c.producer.kind == "video"]
         forwarded = self._forwarded.bps(sum(c.octets_sent for c in video), now)
-        estimate = self._estimate_bps
+        bandwidth = self.bandwidth
+        if bandwidth.send_side_active:
+            return bandwidth.estimator.estimate  # transport-cc: a real estimate, with probing
+        estimate = bandwidth.remb_bps
         if estimate is None:
             return DEFAULT_BUDGET_BPS
         if estimate < 0.8 * forwarded:
@@ -342,8 +393,9 @@ class Participant:
         if self.closed:
             return []
         self.closed = True
-        if self._allocation_task is not None:
-            self._allocation_task.cancel()
+        for task in (self._allocation_task, self._probe_task):
+            if task is not None:
+                task.cancel()
         producers = list(self.producers.values())
         for producer in producers:
             producer.close()

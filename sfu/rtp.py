@@ -162,6 +162,17 @@ def pack_header(
     return _FIXED_HEADER.pack(first, second, sequence_number, timestamp, ssrc) + extension_block
 
 
+def padding_packet(*, payload_type: int, sequence_number: int, timestamp: int, ssrc: int,
+                   extension_block: bytes, padding: int) -> bytes:
+    """A packet made only of padding (RFC 3550 §5.1): bandwidth probes, dropped by receivers."""
+    if not 1 <= padding <= 255:
+        raise ValueError("padding must be 1-255 bytes")
+    header = pack_header(marker=False, payload_type=payload_type,
+                         sequence_number=sequence_number, timestamp=timestamp, ssrc=ssrc,
+                         extension_block=extension_block, padded=True)
+    return header + bytes(padding - 1) + bytes((padding,))
+
+
 def abs_send_time_now(now_seconds: float) -> bytes:
     """abs-send-time: 6.18 fixed-point seconds, 24 bits (webrtc.org experiment extension)."""
     return (int(now_seconds * (1 << 18)) & 0xFFFFFF).to_bytes(3, "big")

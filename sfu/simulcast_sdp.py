@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-TRANSPORT_CC_URI = "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01"
+from sfu.twcc import TRANSPORT_CC_URI
 
 _RID_LINE = re.compile(r"^a=rid:([A-Za-z0-9_-]{1,32}) send\b", re.MULTILINE)
 _SIMULCAST_LINE = re.compile(r"^a=simulcast:send (\S+)", re.MULTILINE)

@@ -28,6 +28,7 @@ class SfuCounters:
     plis_received: int = 0
     plis_sent_upstream: int = 0
     remb_sent_upstream: int = 0
+    probe_packets: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)

@@ -94,6 +94,10 @@ async def test_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer(
         await wait_for_top_layer(pupil.page, visio_server, 25)
         await pupil.page.screenshot(path=str(artifacts / "simulcast-large-tile.png"))
 
+        # Chrome subscribers answer transport-cc: the SFU estimates their links send-side.
+        subscribers = visio_server.stats()["subscribers"].values()
+        assert all(s["send_side"] and s["transport_feedback"] > 10 for s in subscribers), (
+            subscribers)
         seen = {layer["rid"]: layer for layer in layers_of_first_video(visio_server)}
         assert seen["q"]["height"] == 180 and seen["f"]["height"] > seen["h"]["height"]
     except Exception as exc:
