@@ -8,8 +8,8 @@ client receives. Nothing here touches the room.
 from __future__ import annotations
 
 import json
-import unicodedata
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any

@@ -59,7 +59,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "(env VISIO_ICE_ANNOUNCE)")
     parser.add_argument("--ice-bind", default=env("VISIO_ICE_BIND"),
                         help="address the SFU's media sockets bind (env VISIO_ICE_BIND; "
-                             "default: the announced address if it is loopback, else 0.0.0.0)")
+                             "default: the announced address if it is loopback, "
+                             "else 0.0.0.0 or ::)")
     parser.add_argument("--ice-server", action="append", dest="ice_servers", default=None,
                         metavar="URL",
                         help="STUN/TURN URL handed to browsers, repeatable; replaces "
