@@ -6,7 +6,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     VISIO_HOST=0.0.0.0 \
-    VISIO_PORT=8080
+    VISIO_PORT=8080 \
+    VISIO_DATA_DIR=/app/data
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -15,7 +16,10 @@ COPY signaling ./signaling
 COPY loadtest ./loadtest
 COPY web-client ./web-client
 RUN pip install --no-cache-dir . \
-    && useradd --system --uid 10001 --home-dir /app visio
+    && useradd --system --uid 10001 --home-dir /app visio \
+    && mkdir -p /app/data && chown visio /app/data
+# SQLite bookings live here unless VISIO_DATABASE_URL points at PostgreSQL: mount a volume.
+VOLUME ["/app/data"]
 
 USER visio
 EXPOSE 8080
