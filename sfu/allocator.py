@@ -4,7 +4,10 @@ Modelled on Jitsi Videobridge's allocation: sources are ranked (on stage
 first, then the others in the order the subscriber listed them); every
 visible source first gets its lowest usable layer, then layers are raised one
 step at a time in rank order while the estimate allows. What does not fit is
-paused, and the subscriber is told. Audio is never allocated: it always flows.
+paused, and the subscriber is told, except the first visible source: it keeps
+its lowest layer whatever the estimate says, so a collapsing link degrades
+the picture to a thumbnail instead of blacking it out (and the estimate
+still has media to measure). Audio is never allocated: it always flows.
 
 Hysteresis keeps a tablet on flaky Wi-Fi from flapping: a source only moves
 *up* to a layer when the budget exceeds that layer's cost by ``UP_MARGIN``;
@@ -82,7 +85,11 @@ def _usable_layers(candidate: Candidate) -> list[LayerOption]:
 
 
 def _cost(layer: LayerOption, current: int | None) -> float:
-    bitrate = layer.bitrate or DEFAULT_LAYER_BPS[min(layer.index, len(DEFAULT_LAYER_BPS) - 1)]
+    """What a layer may need: what it carries now, but at least a typical encoder's
+    target for it, since a still picture that turns busy (a teacher walking to the
+    board) brings a layer up to its cap within a second."""
+    typical = DEFAULT_LAYER_BPS[min(layer.index, len(DEFAULT_LAYER_BPS) - 1)]
+    bitrate = max(layer.bitrate, typical)
     if current is None or layer.index > current:
         return bitrate * UP_MARGIN
     return float(bitrate)
@@ -107,7 +114,8 @@ def allocate(candidates: list[Candidate], budget_bps: int) -> Allocation:
             reasons[source] = "unavailable"
             continue
         cost = _cost(usable[0], candidate.current_layer)
-        if cost > remaining:
+        first_visible = not options
+        if cost > remaining and not first_visible:
             reasons[source] = "bandwidth"
             continue
         options[source] = usable

@@ -12,10 +12,12 @@ abs-send-time.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sfu.aiortc_bridge import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutboundSlot
 from sfu.bandwidth import SubscriberBandwidth
+from sfu.packet_cache import PacketCache
 from sfu.rtp import abs_send_time_now, pack_extensions, pack_header, seq_newer
 from sfu.stats import SfuCounters
 from sfu.twcc import TRANSPORT_CC_URI
@@ -26,6 +28,28 @@ if TYPE_CHECKING:
 
 RETRANSMIT_HOLD_OFF = 0.05  # s: one NACKed packet is resent at most this often
 MAX_REMEMBERED_RETRANSMISSIONS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The offsets of one stretch of forwarding (from one resync to the next)."""
+
+    timestamp: int
+    picture_id: int
+    tl0picidx: int
+
+
+def _renumbered_vp8(packet: MediaPacket, vp8: Vp8Descriptor, segment: _Segment) -> bytes:
+    """A copy of the packet whose picture id and TL0PICIDX continue the subscriber's count."""
+    start = packet.header.payload_start
+    payload = bytearray(packet.data[start:])
+    picture_id = tl0 = None
+    if vp8.picture_id is not None:
+        picture_id = (vp8.picture_id + segment.picture_id) % (1 << vp8.picture_id_bits)
+    if vp8.tl0picidx is not None:
+        tl0 = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
+    rewrite_counters(payload, start, vp8, picture_id, tl0)
+    return packet.data[:start] + bytes(payload)
 
 
 class Consumer:
@@ -40,6 +64,7 @@ class Consumer:
         self.closed = False
         self.packets_sent = 0
         self.octets_sent = 0
+        self.packets_nacked = 0  # distinct packets the subscriber reported lost
         self._counters = counters
         self._bandwidth = bandwidth
         self._transport_cc_id = 0
@@ -49,13 +74,14 @@ class Consumer:
         self._source_ssrc: int | None = None
         self._first_sequence = 0
         self._sequence_offset = 0
-        self._timestamp_offset = 0
+        self._segment = _Segment(0, 0, 0)
+        # What went out under each subscriber sequence number, so that a NACK is
+        # answered exactly, even for packets of a layer forwarded before a switch.
+        self._sent: PacketCache[tuple[MediaPacket, _Segment]] = PacketCache()
         self._clock_rate = 90000 if producer.kind == "video" else 48000
         self._retransmitted_at: dict[int, float] = {}
         self._extension_ids: tuple[int, int, int] = (0, 0, 0)
         self._mid_value = b""
-        self._picture_id_offset = 0
-        self._tl0_offset = 0
 
     def __repr__(self) -> str:
         return f"Consumer({self.producer.id} -> {self.subscriber_id})"
@@ -107,16 +133,18 @@ class Consumer:
         elif seq_newer(self._first_sequence, header.sequence_number):
             return  # older than the point where this subscriber joined the stream
         sequence = (header.sequence_number + self._sequence_offset) & 0xFFFF
-        data = self._rewrite(packet, sequence)
+        segment = self._segment
+        data = self._rewrite(packet, sequence, segment)
         if data is None:
             return
+        self._sent.put(sequence, (packet, segment))
         slot = self.slot
         if seq_newer((sequence + 1) & 0xFFFF, slot.next_sequence):
             slot.next_sequence = (sequence + 1) & 0xFFFF
-        slot.last_timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        slot.last_timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
         slot.last_sent_at = time.monotonic()
         if packet.vp8 is not None:
-            self._note_vp8_counters(packet.vp8)
+            self._note_vp8_counters(packet.vp8, segment)
         await self._send(data)
 
     def _resync(self, packet: MediaPacket) -> None:
@@ -129,21 +157,21 @@ class Consumer:
         if slot.last_sent_at is not None:
             elapsed = time.monotonic() - slot.last_sent_at
             base += max(1, int(elapsed * self._clock_rate))
-        self._timestamp_offset = (base - header.timestamp) & 0xFFFFFFFF
+        timestamp_offset = (base - header.timestamp) & 0xFFFFFFFF
+        picture_id_offset = tl0_offset = 0
         vp8 = packet.vp8
-        if vp8 is not None and vp8.picture_id is not None:
+        if vp8 is not None and vp8.picture_id is not None and slot.last_picture_id is not None:
             modulus = 1 << vp8.picture_id_bits
-            last = slot.last_picture_id
-            self._picture_id_offset = 0 if last is None else (last + 1 - vp8.picture_id) % modulus
-        if vp8 is not None and vp8.tl0picidx is not None:
-            last_tl0 = slot.last_tl0picidx
-            self._tl0_offset = 0 if last_tl0 is None else (last_tl0 + 1 - vp8.tl0picidx) & 0xFF
-        self._retransmitted_at.clear()
+            picture_id_offset = (slot.last_picture_id + 1 - vp8.picture_id) % modulus
+        if vp8 is not None and vp8.tl0picidx is not None and slot.last_tl0picidx is not None:
+            tl0_offset = (slot.last_tl0picidx + 1 - vp8.tl0picidx) & 0xFF
+        self._segment = _Segment(timestamp_offset, picture_id_offset, tl0_offset)
         report = self.producer.layers[packet.layer].sender_reports.get(header.ssrc)
         if report is not None:
             self.on_sender_report(header.ssrc, report)
 
-    def _rewrite(self, packet: MediaPacket, sequence: int, *, payload_type: int | None = None,
+    def _rewrite(self, packet: MediaPacket, sequence: int, segment: _Segment, *,
+                 payload_type: int | None = None,
                  ssrc: int | None = None, rtx_sequence: int | None = None) -> bytes | None:
         """The packet as this subscriber sees it; RTX (RFC 4588) when ``rtx_sequence`` is set."""
         media_pt = self.slot.payload_types.get(packet.mime_type)
@@ -161,11 +189,11 @@ class Consumer:
         if self._transport_cc_id:
             size = len(packet.data) + 24  # close enough for the estimator: header grows by ~10
             extensions.append((self._transport_cc_id, self._bandwidth.stamp(size)))
-        timestamp = (header.timestamp + self._timestamp_offset) & 0xFFFFFFFF
+        timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
         data = packet.data
         vp8 = packet.vp8
-        if vp8 is not None and (self._picture_id_offset or self._tl0_offset):
-            data = self._renumbered_vp8(packet, vp8)
+        if vp8 is not None and (segment.picture_id or segment.tl0picidx):
+            data = _renumbered_vp8(packet, vp8, segment)
         if rtx_sequence is None:
             return pack_header(
                 marker=header.marker,
@@ -185,25 +213,13 @@ class Consumer:
             extension_block=pack_extensions(extensions),
         ) + sequence.to_bytes(2, "big") + data[header.payload_start:header.payload_end]
 
-    def _renumbered_vp8(self, packet: MediaPacket, vp8: Vp8Descriptor) -> bytes:
-        """A copy of the packet whose picture id and TL0PICIDX continue this subscriber's count."""
-        start = packet.header.payload_start
-        payload = bytearray(packet.data[start:])
-        picture_id = tl0 = None
-        if vp8.picture_id is not None:
-            picture_id = (vp8.picture_id + self._picture_id_offset) % (1 << vp8.picture_id_bits)
-        if vp8.tl0picidx is not None:
-            tl0 = (vp8.tl0picidx + self._tl0_offset) & 0xFF
-        rewrite_counters(payload, start, vp8, picture_id, tl0)
-        return packet.data[:start] + bytes(payload)
-
-    def _note_vp8_counters(self, vp8: Vp8Descriptor) -> None:
+    def _note_vp8_counters(self, vp8: Vp8Descriptor, segment: _Segment) -> None:
         slot = self.slot
         if vp8.picture_id is not None:
-            slot.last_picture_id = (vp8.picture_id + self._picture_id_offset) % (
+            slot.last_picture_id = (vp8.picture_id + segment.picture_id) % (
                 1 << vp8.picture_id_bits)
         if vp8.tl0picidx is not None:
-            slot.last_tl0picidx = (vp8.tl0picidx + self._tl0_offset) & 0xFF
+            slot.last_tl0picidx = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
 
     async def retransmit(self, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the producer's cache, as RTX when negotiated."""
@@ -213,33 +229,33 @@ class Consumer:
         if len(self._retransmitted_at) > MAX_REMEMBERED_RETRANSMISSIONS:
             self._retransmitted_at.clear()
         for sequence in lost[:64]:
-            if now - self._retransmitted_at.get(sequence, -1.0) < RETRANSMIT_HOLD_OFF:
-                continue
-            original = (sequence - self._sequence_offset) & 0xFFFF
-            if seq_newer(self._first_sequence, original):
-                continue
-            if self.current_layer is None:
-                return
-            packet = self.producer.layers[self.current_layer].cache.get(original)
-            if packet is None or packet.header.ssrc != self._source_ssrc:
-                continue
-            data = self._retransmission(packet, sequence)
-            if data is None:
+            previous = self._retransmitted_at.get(sequence)
+            if previous is None:
+                self.packets_nacked += 1
+            elif now - previous < RETRANSMIT_HOLD_OFF:
                 continue
             self._retransmitted_at[sequence] = now
+            sent = self._sent.get(sequence)
+            if sent is None:
+                continue  # never sent, or too old to be worth it
+            packet, segment = sent
+            data = self._retransmission(packet, sequence, segment)
+            if data is None:
+                continue
             self._counters.retransmissions += 1
             await self._send(data)
 
-    def _retransmission(self, packet: MediaPacket, sequence: int) -> bytes | None:
+    def _retransmission(self, packet: MediaPacket, sequence: int,
+                        segment: _Segment) -> bytes | None:
         slot = self.slot
         media_pt = slot.payload_types.get(packet.mime_type)
         rtx_pt = slot.rtx_payload_types.get(media_pt) if media_pt is not None else None
         if rtx_pt is None or not slot.rtx_ssrc:
-            return self._rewrite(packet, sequence)
+            return self._rewrite(packet, sequence, segment)
         rtx_sequence = slot.next_rtx_sequence
         slot.next_rtx_sequence = (rtx_sequence + 1) & 0xFFFF
-        return self._rewrite(packet, sequence, payload_type=rtx_pt, ssrc=slot.rtx_ssrc,
-                             rtx_sequence=rtx_sequence)
+        return self._rewrite(packet, sequence, segment, payload_type=rtx_pt,
+                             ssrc=slot.rtx_ssrc, rtx_sequence=rtx_sequence)
 
     async def _send(self, data: bytes) -> None:
         if await self.slot.send_rtp(data):
@@ -256,7 +272,7 @@ class Consumer:
             return
         self.slot.set_sender_report(
             report.ntp_timestamp,
-            report.rtp_timestamp + self._timestamp_offset,
+            report.rtp_timestamp + self._segment.timestamp,
             self.packets_sent,
             self.octets_sent,
         )

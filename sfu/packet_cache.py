@@ -1,7 +1,10 @@
-"""Per-stream ring of recent packets, so a subscriber's NACK is answered by the SFU.
+"""A ring of recent packets by 16-bit sequence number, so a subscriber's NACK is answered
+by the SFU.
 
-One cache per published stream (not per subscriber): every consumer maps its
-own sequence numbers back to the publisher's before looking up.
+Each consumer keeps one, keyed by the sequence numbers *it* sent; the entries
+are references to the publisher's packets (shared by every consumer, never
+copied), so a NACK for a packet forwarded before a simulcast switch is still
+answered exactly.
 """
 
 from __future__ import annotations

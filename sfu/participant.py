@@ -39,9 +39,8 @@ logger = logging.getLogger(__name__)
 Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
 ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
-DEFAULT_BUDGET_BPS = 3_000_000  # until the subscriber's first estimate arrives
 PROBE_CHECK_INTERVAL = 0.05  # seconds between two asks for a probe cluster
-CONGESTION_HOLD = 10.0  # seconds the estimate rules after it showed congestion
+REACT_INTERVAL = 0.2  # seconds: feedback reallocates at once, but not more often than this
 
 
 class _ForwardedRate:
@@ -91,7 +90,7 @@ class Participant:
         self._probe_task: asyncio.Task[None] | None = None
         self._forwarded = _ForwardedRate()
         self._allocation_task: asyncio.Task[None] | None = None
-        self._congested_until = 0.0
+        self._last_allocation = 0.0
         self.active_speaker: str | None = None  # the room's dominant speaker (participant id)
 
     def describe(self) -> dict[str, str]:
@@ -247,6 +246,9 @@ class Participant:
             await consumer.retransmit(list(feedback.lost))
         if feedback.estimated_bitrate is not None:
             self.bandwidth.remb_bps = feedback.estimated_bitrate
+        now = time.monotonic()
+        if now - self._last_allocation >= REACT_INTERVAL:
+            self.reallocate()  # losses and estimates act now, not at the next tick
 
     # ----------------------------------------------------------------- allocation
 
@@ -264,7 +266,7 @@ class Participant:
             "send_side": self.bandwidth.send_side_active,
             "transport_feedback": self.bandwidth.feedback_reports,
             "budget_bps": self._budget(now),
-            "congested": now < self._congested_until,
+            "congested": self.bandwidth.congested,
             "consumers": {c.producer.id: {"kind": c.producer.kind, "target": c.target_layer,
                                           "current": c.current_layer, "paused": c.paused}
                           for c in self.consumers.values()},
@@ -323,31 +325,15 @@ class Participant:
                 logger.exception("allocation failed for %s", self.id)
 
     def _budget(self, now: float) -> int:
-        """The subscriber's estimate when it shows congestion, else an optimistic default.
-
-        A receive-side estimate (REMB) never grows much beyond what it receives,
-        so it cannot say whether a higher layer would fit. Until send-side
-        estimation with probing lands, the SFU trusts the link while the
-        estimate keeps pace with what it forwards, and follows the estimate
-        (for at least ``CONGESTION_HOLD`` seconds) once it falls below.
-        """
         video = [c for c in self.consumers.values() if c.producer.kind == "video"]
         forwarded = self._forwarded.bps(sum(c.octets_sent for c in video), now)
-        bandwidth = self.bandwidth
-        if bandwidth.send_side_active:
-            return bandwidth.estimator.estimate  # transport-cc: a real estimate, with probing
-        estimate = bandwidth.remb_bps
-        if estimate is None:
-            return DEFAULT_BUDGET_BPS
-        if estimate < 0.8 * forwarded:
-            self._congested_until = now + CONGESTION_HOLD
-        if now < self._congested_until:
-            return estimate
-        return max(estimate, DEFAULT_BUDGET_BPS)
+        return self.bandwidth.budget(forwarded, sum(c.packets_sent for c in video),
+                                     sum(c.packets_nacked for c in video), now)
 
     def reallocate(self) -> None:
         """Choose each video's layer within the budget; tell the subscriber what is paused."""
         now = time.monotonic()
+        self._last_allocation = now
         video = [c for c in self.consumers.values()
                  if c.producer.kind == "video" and c.active and not c.closed]
         if not video:

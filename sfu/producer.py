@@ -2,8 +2,7 @@
 
 The producer owns what is shared by every subscriber of the source, per
 layer (one simulcast encoding, or the only stream): the reception statistics
-reported upstream, the holes to NACK, the packet cache that answers
-subscribers' NACKs, the last sender report (lip sync), the measured bitrate
+reported upstream, the holes to NACK, the last sender report (lip sync), the measured bitrate
 and resolution the allocator chooses by, and throttled keyframe requests. It
 never looks inside a frame beyond the few bytes that say "keyframe starts
 here" and, for VP8, how large it is.
@@ -21,7 +20,6 @@ from typing import TYPE_CHECKING
 from sfu.active_speaker import SILENCE_LEVEL
 from sfu.allocator import DEFAULT_LAYER_BPS
 from sfu.keyframe_requests import KeyframeRequester
-from sfu.packet_cache import PacketCache
 from sfu.payload import keyframe_test_for
 from sfu.reception import NackTracker, ReceptionStats
 from sfu.rtp import RtpHeader
@@ -94,7 +92,6 @@ class Layer:
         self.ssrc: int | None = None
         self.reception: dict[int, ReceptionStats] = {}
         self.nacks: dict[int, NackTracker] = {}
-        self.cache: PacketCache[MediaPacket] = PacketCache()
         self.sender_reports: dict[int, SenderReport] = {}
         self.bitrate = BitrateMeter()
         self.width = 0
@@ -213,7 +210,6 @@ class Producer:
             self._counters.rtp_padding_dropped += 1
             return
         packet = self._media_packet(layer, data, header, codec.mime_type, audio_level)
-        layer.cache.put(header.sequence_number, packet)
         for consumer in self.consumers:
             try:
                 await consumer.forward(packet)

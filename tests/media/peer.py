@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fractions
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,7 +30,10 @@ from aiortc.rtcconfiguration import RTCBundlePolicy
 from av import VideoFrame
 
 from loadtest.signaling_client import SignalingClient
-from sfu.aiortc_bridge import IceSettings, pin_ice_addresses
+from loadtest.twcc_feedback import TransportFeedbackGenerator
+from sfu.aiortc_bridge import IceSettings, configure_aiortc, pin_ice_addresses
+from sfu.rtp import MalformedPacket, parse_header
+from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
 
 LOOPBACK = IceSettings("127.0.0.1", "127.0.0.1")
 
@@ -73,6 +77,7 @@ class Received:
     sizes: set[tuple[int, int]] = field(default_factory=set)
     first_frame_at: float | None = None
     last_frame_at: float | None = None
+    history: list[tuple[float, int]] = field(default_factory=list)  # (time, frame height)
 
 
 def new_pc() -> RTCPeerConnection:
@@ -86,7 +91,8 @@ class TestPeer:
     __test__ = False  # not a pytest class
 
     def __init__(self, base_url: str, room: str, name: str, *, size: tuple[int, int] = (320, 240),
-                 fps: int = 15, receive_loss: float = 0.0, seed: int = 1) -> None:
+                 fps: int = 15, receive_loss: float = 0.0, seed: int = 1,
+                 transport_feedback: bool = False) -> None:
         self.signaling = SignalingClient(base_url)
         self.room, self.name = room, name
         self.size, self.fps = size, fps
@@ -104,7 +110,14 @@ class TestPeer:
         self._tasks: list[asyncio.Task[Any]] = []
         self._changed = asyncio.Event()
         self.subscribe_answers = 0
+        # Test hooks: rewrite the subscribe offer / answer (e.g. to route media via a relay).
+        self.rewrite_offer: Callable[[str], str] = lambda sdp: sdp
+        self.rewrite_answer: Callable[[str], str] = lambda sdp: sdp
         self._sent_ntp: list[int] = []
+        # Browser-like transport-cc feedback (aiortc itself only sends REMB).
+        self._transport_feedback = TransportFeedbackGenerator() if transport_feedback else None
+        if transport_feedback:
+            configure_aiortc()  # let this process's aiortc answer transport-cc
 
     async def join(self) -> dict[str, Any]:
         await self.signaling.connect()
@@ -168,14 +181,48 @@ class TestPeer:
             if mid in self.received and info:
                 self.received[mid].source_id = info["source_id"]
                 self.received[mid].participant_id = info["participant_id"]
-        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setRemoteDescription(
+            RTCSessionDescription(self.rewrite_offer(offer["sdp"]), "offer"))
         if self._receive_loss:
             self._inject_loss(pc)
+        if self._transport_feedback is not None:
+            self._report_arrivals(pc, offer["sdp"])
         pin_ice_addresses(pc, LOOPBACK)
         await pc.setLocalDescription(await pc.createAnswer())
         await self.signaling.send({"type": "subscribe_answer", "revision": offer["revision"],
-                                   "sdp": pc.localDescription.sdp})
+                                   "sdp": self.rewrite_answer(pc.localDescription.sdp)})
         self.subscribe_answers += 1
+
+    def _report_arrivals(self, pc: RTCPeerConnection, offer: str) -> None:
+        """Note each packet's transport-wide sequence number and send feedback every 50 ms."""
+        generator = self._transport_feedback
+        dtls = pc.getTransceivers()[0].receiver.transport
+        match = re.search(rf"^a=extmap:(\d+) {re.escape(TRANSPORT_CC_URI)}", offer, re.MULTILINE)
+        if generator is None or match is None or getattr(dtls, "_test_twcc", False):
+            return
+        extension_id = int(match.group(1))
+        original = dtls._handle_rtp_data
+
+        async def note(data: bytes, arrival_time_ms: int) -> None:
+            try:
+                value = parse_header(data).extensions.get(extension_id)
+            except MalformedPacket:
+                value = None
+            if value is not None and len(value) == 2:
+                generator.on_packet(int.from_bytes(value, "big"), time.monotonic_ns() // 1000)
+            await original(data, arrival_time_ms)
+
+        async def send_reports() -> None:
+            while True:
+                await asyncio.sleep(0.05)
+                fci = generator.report()
+                if fci is not None:
+                    with contextlib.suppress(ConnectionError):
+                        await dtls._send_rtp(build_feedback_packet(1, 0, fci))
+
+        dtls._handle_rtp_data = note
+        dtls._test_twcc = True
+        self._tasks.append(asyncio.ensure_future(send_reports()))
 
     def _inject_loss(self, pc: RTCPeerConnection) -> None:
         """Drop a share of incoming RTP before aiortc sees it (netem is not available here)."""
@@ -209,6 +256,8 @@ class TestPeer:
                 now = time.monotonic()
                 record.frames += 1
                 record.sizes.add((frame.width, frame.height))
+                if len(record.history) < 100_000:
+                    record.history.append((now, frame.height))
                 if record.first_frame_at is None:
                     record.first_frame_at = now
                 record.last_frame_at = now

@@ -53,6 +53,13 @@ def test_what_does_not_fit_is_paused_for_bandwidth() -> None:
     assert result.reasons == {"b": "bandwidth"}
 
 
+def test_the_first_visible_source_keeps_its_lowest_layer_on_a_collapsed_link() -> None:
+    result = allocate([simulcast("hidden", visible=False), simulcast("a"), simulcast("b")],
+                      50_000)
+    assert result.layers == {"hidden": None, "a": 0, "b": None}
+    assert result.reasons == {"hidden": "hidden", "b": "bandwidth"}
+
+
 def test_hysteresis_keeps_a_layer_that_is_paid_for_without_margin() -> None:
     # Exactly the 500k layer plus a little: enough to stay, not enough to go up to it.
     budget = 520_000
