@@ -71,7 +71,67 @@ class Ping:
     pass
 
 
-ClientMessage = Join | PublishOffer | SubscribeAnswer | SetConstraints | Leave | Ping
+MAX_CHAT_CHARS = 1000
+MAX_PARTICIPANT_ID_CHARS = 64
+
+
+@dataclass(frozen=True)
+class Chat:
+    """A chat line for everyone in the room."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class SetState:
+    """What the participant shows the others; ``None`` leaves a flag unchanged."""
+
+    mic: bool | None = None
+    cam: bool | None = None
+    hand: bool | None = None
+
+
+@dataclass(frozen=True)
+class Mute:
+    """Host command: turn off one participant's microphone."""
+
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class MuteAll:
+    """Host command: turn off every other participant's microphone."""
+
+
+@dataclass(frozen=True)
+class AskUnmute:
+    """Host command: ask one participant to turn their microphone back on."""
+
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class RemoveParticipant:
+    """Host command: end one participant's session."""
+
+    participant_id: str
+
+
+@dataclass(frozen=True)
+class LockRoom:
+    """Host command: refuse (``locked``) or admit again new joins."""
+
+    locked: bool
+
+
+@dataclass(frozen=True)
+class LowerHands:
+    """Host command: lower every raised hand."""
+
+
+HostCommand = Mute | MuteAll | AskUnmute | RemoveParticipant | LockRoom | LowerHands
+RoomMessage = Chat | SetState | HostCommand
+ClientMessage = Join | PublishOffer | SubscribeAnswer | SetConstraints | Leave | Ping | RoomMessage
 
 
 @dataclass(frozen=True)
@@ -200,6 +260,36 @@ def _ping(data: dict[str, Any]) -> Ping:
     return Ping()
 
 
+def _chat(data: dict[str, Any]) -> Chat:
+    text = _string(data, "text", 4 * MAX_CHAT_CHARS).strip()
+    if not text or len(text) > MAX_CHAT_CHARS:
+        raise ProtocolError("bad_message", f"field 'text' must be 1-{MAX_CHAT_CHARS} characters")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\t" for ch in text):
+        raise ProtocolError("bad_message", "field 'text' contains control characters")
+    return Chat(text=text)
+
+
+def _set_state(data: dict[str, Any]) -> SetState:
+    flags: dict[str, bool | None] = {}
+    for name in ("mic", "cam", "hand"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ProtocolError("bad_message", f"field {name!r} must be a boolean")
+        flags[name] = value
+    return SetState(mic=flags["mic"], cam=flags["cam"], hand=flags["hand"])
+
+
+def _participant_id(data: dict[str, Any]) -> str:
+    return _string(data, "participant_id", MAX_PARTICIPANT_ID_CHARS)
+
+
+def _lock(data: dict[str, Any]) -> LockRoom:
+    locked = data.get("locked")
+    if not isinstance(locked, bool):
+        raise ProtocolError("bad_message", "field 'locked' must be a boolean")
+    return LockRoom(locked=locked)
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "join": _join,
     "publish_offer": _publish_offer,
@@ -207,6 +297,14 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "set_constraints": _set_constraints,
     "leave": _leave,
     "ping": _ping,
+    "chat": _chat,
+    "set_state": _set_state,
+    "mute": lambda data: Mute(_participant_id(data)),
+    "mute_all": lambda data: MuteAll(),
+    "ask_unmute": lambda data: AskUnmute(_participant_id(data)),
+    "remove": lambda data: RemoveParticipant(_participant_id(data)),
+    "lock": _lock,
+    "lower_hands": lambda data: LowerHands(),
 }
 
 

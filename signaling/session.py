@@ -18,15 +18,26 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import SfuError, SfuService
 from signaling.booking.gate import Admission, JoinGate, JoinRefused
+from signaling.meeting import Meeting, MeetingRegistry, Member, RateWindow, registry_for
 from signaling.protocol import (
     PROTOCOL_VERSION,
+    AskUnmute,
+    Chat,
     Envelope,
+    HostCommand,
     Join,
     Leave,
+    LockRoom,
+    LowerHands,
+    Mute,
+    MuteAll,
     Ping,
     ProtocolError,
     PublishOffer,
+    RemoveParticipant,
+    RoomMessage,
     SetConstraints,
+    SetState,
     SubscribeAnswer,
     error_message,
     parse_frame,
@@ -36,15 +47,25 @@ logger = logging.getLogger(__name__)
 
 INVALID_FRAME_LIMIT = 50
 INVALID_FRAME_WINDOW = 10.0  # seconds
+CHAT_LIMIT = 10  # chat messages per CHAT_WINDOW per socket
+CHAT_WINDOW = 10.0
+ROOM_MESSAGE_LIMIT = 30  # other room messages (state, host commands) per window
+ROOM_MESSAGE_WINDOW = 10.0
 
 
 class SignalingSession:
     """Serves one participant over one WebSocket, from join to leave."""
 
     def __init__(self, ws: web.WebSocketResponse, sfu: SfuService,
-                 ice_servers: list[dict[str, Any]], gate: JoinGate | None = None) -> None:
+                 ice_servers: list[dict[str, Any]], gate: JoinGate | None = None,
+                 meetings: MeetingRegistry | None = None) -> None:
         self._ws = ws
         self._sfu = sfu
+        self._meetings = meetings if meetings is not None else registry_for(sfu)
+        self._meeting: Meeting | None = None
+        self._member: Member | None = None
+        self._chat_rate = RateWindow(CHAT_LIMIT, CHAT_WINDOW)
+        self._room_rate = RateWindow(ROOM_MESSAGE_LIMIT, ROOM_MESSAGE_WINDOW)
         self._gate = gate
         self._ice_servers = ice_servers
         self._send_lock = asyncio.Lock()
@@ -101,6 +122,8 @@ class SignalingSession:
                                       list(message.sources))
         elif isinstance(message, Leave):
             self._closing = True
+        else:
+            await self._room_message(message, request_id)
 
     async def _join(self, message: Join, request_id: Any) -> None:
         if self._participant_id is not None:
@@ -112,6 +135,13 @@ class SignalingSession:
                 admission = await self._gate.admit(message.room, message.token)
             except JoinRefused as exc:
                 raise ProtocolError(exc.code, str(exc), request_id) from None
+        meeting = self._meetings.get(message.room)
+        if meeting is not None and meeting.locked and admission.role != "host":
+            raise ProtocolError("room_locked", "the host has locked this meeting", request_id)
+        role = admission.role
+        # Development mode (no token): the first participant of a room is its host.
+        if message.token is None and (meeting is None or not meeting.members):
+            role = "host"
         room = self._sfu.rooms.get(message.room)
         # No await between this count and the SFU adding the participant: no race.
         if (admission.max_participants is not None and room is not None
@@ -120,17 +150,91 @@ class SignalingSession:
                                              "participants)", request_id)
         result = await self._sfu.join(message.room, message.name)
         self._participant_id = result.participant_id
+        self._member = Member(result.participant_id, message.name, role, self._send,
+                              remove=self._removed)
+        self._meeting = self._meetings.enter(result.room_id, self._member)
         await self._send(_reply(
             "joined", request_id,
             v=PROTOCOL_VERSION,
             room=result.room_id,
             participant_id=result.participant_id,
-            role=admission.role,
+            role=role,
             participants=result.participants,
             sources=result.sources,
             ice_servers=self._ice_servers,
+            meeting=self._meeting.describe(),
         ))
+        await self._meeting.state_changed(self._member)
         self._pump = asyncio.ensure_future(self._pump_events(result.events))
+
+    async def _room_message(self, message: RoomMessage, request_id: Any) -> None:
+        meeting, member = self._meeting, self._member
+        if meeting is None or member is None:
+            raise ProtocolError("not_joined", "send 'join' first", request_id)
+        rate = self._chat_rate if isinstance(message, Chat) else self._room_rate
+        if not rate.allow():
+            raise ProtocolError("slow_down", "too many messages: wait a few seconds", request_id)
+        if isinstance(message, Chat):
+            await meeting.broadcast({"type": "chat", "participant_id": member.participant_id,
+                                     "name": member.name, "text": message.text,
+                                     "ts": int(time.time() * 1000)})
+        elif isinstance(message, SetState):
+            for flag in ("mic", "cam", "hand"):
+                value = getattr(message, flag)
+                if value is not None:
+                    setattr(member, flag, value)
+            await meeting.state_changed(member)
+        else:
+            if member.role != "host":
+                raise ProtocolError("forbidden", "only a host may do this", request_id)
+            await self._host_command(meeting, member, message, request_id)
+        if request_id is not None:
+            await self._send(_reply("ok", request_id))
+
+    async def _host_command(self, meeting: Meeting, host: Member, command: HostCommand,
+                            request_id: Any) -> None:
+        by = {"by": host.name}
+        if isinstance(command, MuteAll | LowerHands | LockRoom):
+            if isinstance(command, LockRoom):
+                meeting.locked = command.locked
+                await meeting.broadcast({"type": "room_locked", "locked": command.locked, **by})
+                return
+            for other in list(meeting.members.values()):
+                if isinstance(command, LowerHands) and other.hand:
+                    other.hand = False
+                    await meeting.state_changed(other)
+                elif isinstance(command, MuteAll) and other.role != "host" and other.mic:
+                    other.mic = False
+                    await other.send({"type": "muted", **by})
+                    await meeting.state_changed(other)
+            return
+        target = meeting.members.get(command.participant_id)
+        if target is None:
+            raise ProtocolError("unknown_participant", "no such participant in this room",
+                                request_id)
+        if isinstance(command, Mute):
+            target.mic = False
+            await target.send({"type": "muted", **by})
+            await meeting.state_changed(target)
+        elif isinstance(command, AskUnmute):
+            await target.send({"type": "unmute_requested", **by})
+        elif isinstance(command, RemoveParticipant) and target.remove is not None:
+            await target.remove(host.name)
+
+    async def _removed(self, by: str) -> None:
+        """A host removed this participant: say so, leave the SFU, close the socket."""
+        await self._send({"type": "removed", "by": by})
+        self._closing = True
+        await self._exit_meeting()
+        if self._participant_id is not None:
+            participant_id, self._participant_id = self._participant_id, None
+            await self._sfu.leave(participant_id)
+        await self._ws.close(code=WSCloseCode.GOING_AWAY, message=b"removed by the host")
+
+    async def _exit_meeting(self) -> None:
+        if self._meeting is not None and self._member is not None:
+            self._meetings.exit(self._meeting.room, self._member.participant_id)
+        self._meeting = self._member = None
 
     async def _pump_events(self, events: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
@@ -162,6 +266,7 @@ class SignalingSession:
     async def _finish(self) -> None:
         if self._pump is not None:
             self._pump.cancel()
+        await self._exit_meeting()
         if self._participant_id is not None:
             participant_id, self._participant_id = self._participant_id, None
             await self._sfu.leave(participant_id)
