@@ -10,6 +10,8 @@ from aiohttp import web
 from sfu import SfuService, SfuSettings
 from signaling.booking.context import BOOKING_KEY
 from signaling.booking.setup import install_booking
+from signaling.logs import Connection, connection
+from signaling.observability import install_observability
 from signaling.protocol import MAX_FRAME_BYTES
 from signaling.session import SignalingSession
 from signaling.settings import Settings
@@ -27,6 +29,7 @@ def create_app(settings: Settings) -> web.Application:
                                           max_participants_per_room=settings.max_participants_per_room))
     app[SOCKETS_KEY] = set()
     app.router.add_get("/healthz", healthz)
+    install_observability(app, app[SFU_KEY], app[SOCKETS_KEY])  # /metrics, /readyz
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/ws", websocket)
     install_booking(app, settings)  # /booking/ pages, /api/v1/ REST API, join tokens
@@ -57,12 +60,29 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sockets = request.app[SOCKETS_KEY]
     sockets.add(ws)
     try:
-        session = SignalingSession(ws, request.app[SFU_KEY], request.app[SETTINGS_KEY].ice_servers,
+        sfu = request.app[SFU_KEY]
+        session = SignalingSession(ws, sfu, request.app[SETTINGS_KEY].ice_servers,
                                    request.app[BOOKING_KEY].gate)
+        connection.set(_log_context(request, session, sfu))
         await session.run()
     finally:
         sockets.discard(ws)
     return ws
+
+
+def _log_context(request: web.Request, session: SignalingSession,
+                 sfu: SfuService) -> Connection:
+    """Lets JSON log lines name the room and participant of this socket."""
+
+    def participant() -> str | None:
+        value = getattr(session, "_participant_id", None)
+        return value if isinstance(value, str) else None
+
+    def room() -> str | None:
+        member = participant()
+        return next((r.id for r in sfu.rooms.values() if member in r.participants), None)
+
+    return Connection(remote=request.remote, participant=participant, room=room)
 
 
 async def _close_everything(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from dataclasses import replace
@@ -15,12 +16,18 @@ from aiohttp import web
 from signaling.app import create_app
 from signaling.booking import admin_cli
 from signaling.booking.secret_key import resolve_secret_key
+from signaling.logs import configure_logging
 from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="visio", description="visio videoconference server")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument("--log-level", default=os.environ.get("VISIO_LOG_LEVEL", "INFO"),
+                        help="DEBUG, INFO, WARNING (env VISIO_LOG_LEVEL, default INFO)")
+    parser.add_argument("--log-format", choices=["text", "json"],
+                        default=os.environ.get("VISIO_LOG_FORMAT", "text"),
+                        help="text, or one JSON object per line with room and participant ids "
+                             "(env VISIO_LOG_FORMAT, default text); tokens are always redacted")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
     add_serve_arguments(serve)
@@ -30,10 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                                 help="measure the SFU (see docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aioice logs every candidate-pair transition at INFO: thousands of lines per meeting.
-    logging.getLogger("aioice").setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(args.log_level, args.log_format)
     if args.command == "serve":
         try:
             settings = settings_from_arguments(args)
