@@ -135,7 +135,9 @@ async def test_nack_rtx_keeps_frames_decodable_under_5_percent_loss(
         assert subscriber.dropped > 20, "the loss injection did not drop anything"
         assert visio_server.stats()["counters"]["retransmissions"] > 0
         paused = [e for e in subscriber.events if e["type"] == "source_paused"]
-        print(f"decoded {decoded}/{sent} frames, dropped {subscriber.dropped} packets")
+        counters = visio_server.stats()["counters"]
+        print(f"decoded {decoded}/{sent} frames, dropped {subscriber.dropped} packets, "
+              f"PLIs from the subscriber {counters['plis_received']}")
         assert decoded >= 0.95 * sent, (
             f"decoded {decoded} of {sent} frames under 5 % loss; pauses: {paused}")
     finally:
