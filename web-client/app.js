@@ -4,6 +4,7 @@
 
 import { TileWatcher } from "./constraints.js";
 import { pickLanguage, translator } from "./i18n.js";
+import { setIcon } from "./icons.js";
 
 const PROTOCOL_VERSION = 1;
 const GATHER_TIMEOUT_MS = 2000;
@@ -31,10 +32,33 @@ const ui = {
   tiles: $("tiles"),
   status: $("status"),
   roomLabel: $("room-label"),
+  lockLabel: $("lock-label"),
+  controls: $("controls"),
+  mic: $("mic"),
+  cam: $("cam"),
+  hand: $("hand"),
+  openPeople: $("open-people"),
+  openChat: $("open-chat"),
+  peopleCount: $("people-count"),
+  unread: $("unread"),
+  panel: $("panel"),
+  tabPeople: $("tab-people"),
+  tabChat: $("tab-chat"),
+  panelClose: $("panel-close"),
+  peoplePanel: $("people-panel"),
+  chatPanel: $("chat-panel"),
+  people: $("people"),
+  hostActions: $("host-actions"),
+  muteAll: $("mute-all"),
+  lowerHands: $("lower-hands"),
+  lockRoom: $("lock-room"),
+  chatLog: $("chat-log"),
+  chatForm: $("chat-form"),
+  chatInput: $("chat-input"),
 };
 
 // Read by the browser tests (getStats on both peer connections).
-window.visio = { pcs: { publish: null, subscribe: null } };
+window.visio = { pcs: { publish: null, subscribe: null }, ws: null };
 
 let session = null;
 
@@ -92,6 +116,11 @@ class Session {
     this.watcher = null; // TileWatcher, once joined
     this.pingTimer = null;
     this.localTile = null;
+    this.role = "participant";
+    this.states = new Map(); // participant id -> {name, role, mic, cam, hand}
+    this.me = { mic: true, cam: true, hand: false };
+    this.speaker = null; // participant id of the active speaker
+    this.unread = 0;
   }
 
   async start() {
@@ -110,6 +139,7 @@ class Session {
       return;
     }
     this.showLocalTile();
+    renderControls(this);
     this.connect();
   }
 
@@ -119,6 +149,7 @@ class Session {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
+    window.visio.ws = ws;
     if (this.localStream) setStatus(t("connecting"));
     ws.addEventListener("open", () => {
       this.joinRequestId = this.send({
@@ -188,7 +219,9 @@ class Session {
       case "participant_left":
         this.departed.add(msg.participant_id);
         this.participants.delete(msg.participant_id);
+        this.states.delete(msg.participant_id);
         this.removeTile(msg.participant_id);
+        this.renderPeople();
         break;
       case "error":
         this.onError(msg);
@@ -197,8 +230,33 @@ class Session {
       case "source_resumed":
         this.onSourcePaused(msg.source_id, msg.type === "source_paused");
         break;
+      case "participant_state":
+        this.onParticipantState(msg);
+        break;
+      case "chat":
+        this.onChat(msg);
+        break;
+      case "muted":
+        this.setMic(false, false);
+        setStatus(t("mutedBy", { by: msg.by }), "warn");
+        break;
+      case "unmute_requested":
+        setStatus(t("unmuteRequested", { by: msg.by }), "warn");
+        ui.mic.focus();
+        break;
+      case "removed":
+        this.end(t("removedBy", { by: msg.by }), "error");
+        break;
+      case "room_locked":
+        this.setLocked(msg.locked);
+        setStatus(t(msg.locked ? "lockedBy" : "unlockedBy", { by: msg.by }));
+        break;
+      case "active_speaker":
+        this.setSpeaker(msg.participant_id);
+        break;
       case "source_added":
       case "source_removed":
+      case "ok":
       case "pong":
         // Media changes arrive as subscribe offers; nothing to do here.
         break;
@@ -210,6 +268,10 @@ class Session {
   onJoined(msg) {
     this.joined = true;
     this.participantId = msg.participant_id;
+    this.role = msg.role === "host" ? "host" : "participant";
+    ui.hostActions.hidden = this.role !== "host";
+    ui.controls.hidden = false;
+    this.setLocked(Boolean(msg.meeting?.locked));
     this.watcher = new TileWatcher((message) => this.send(message));
     this.pcConfig = {
       iceServers: Array.isArray(msg.ice_servers) ? msg.ice_servers : [],
@@ -219,6 +281,7 @@ class Session {
       this.participants.set(p.id, p.name);
       this.ensureTile(p.id);
     }
+    for (const state of msg.meeting?.participants ?? []) this.onParticipantState(state);
     if (this.localStream) {
       this.publish().catch((err) => this.fail("publish", err));
     } else {
@@ -234,6 +297,179 @@ class Session {
       return;
     }
     setStatus(errorText(msg), "error");
+  }
+
+  // ---- room features (docs/protocol.md: room features, host controls) ---
+
+  onParticipantState(state) {
+    const id = state.participant_id;
+    if (!id || this.departed.has(id)) return;
+    this.states.set(id, state);
+    if (id === this.participantId) {
+      // The server may change our state (a host muted us): follow it.
+      if (state.mic === false && this.me.mic) this.setMic(false, false);
+      if (state.hand === false && this.me.hand) {
+        this.me.hand = false; // a host lowered every hand
+        renderControls(this);
+      }
+      this.renderTileState(this.localTile, state);
+    } else {
+      if (!this.participants.has(id)) this.participants.set(id, state.name);
+      this.renderTileState(this.ensureTile(id), state);
+    }
+    this.renderPeople();
+  }
+
+  renderTileState(tile, state) {
+    if (!tile) return;
+    tile.figure.classList.toggle("mic-off", state.mic === false);
+    tile.figure.classList.toggle("cam-off", state.cam === false);
+    tile.figure.classList.toggle("hand-up", state.hand === true);
+    tile.figure.classList.toggle("host", state.role === "host");
+    const notes = [];
+    if (state.hand) notes.push(t("handRaised"));
+    if (state.mic === false) notes.push(t("micStateOff"));
+    tile.status.textContent = notes.join(", ");
+  }
+
+  setMic(on, tell = true) {
+    for (const track of this.localStream?.getAudioTracks() ?? []) track.enabled = on;
+    this.me.mic = on;
+    renderControls(this);
+    if (tell) this.send({ type: "set_state", mic: on });
+    this.renderTileState(this.localTile, { ...this.me, role: this.role });
+  }
+
+  setCam(on) {
+    for (const track of this.localStream?.getVideoTracks() ?? []) track.enabled = on;
+    this.me.cam = on;
+    renderControls(this);
+    this.send({ type: "set_state", cam: on });
+    this.renderTileState(this.localTile, { ...this.me, role: this.role });
+  }
+
+  setHand(up) {
+    this.me.hand = up;
+    renderControls(this);
+    this.send({ type: "set_state", hand: up });
+  }
+
+  setLocked(locked) {
+    this.locked = locked;
+    ui.lockLabel.hidden = !locked;
+    ui.lockRoom.setAttribute("aria-pressed", String(locked));
+    ui.lockRoom.textContent = t(locked ? "unlockRoom" : "lockRoom");
+  }
+
+  setSpeaker(participantId) {
+    this.speaker = participantId;
+    for (const [id, tile] of this.tiles) tile.figure.classList.toggle("speaking", id === participantId);
+    this.localTile?.figure.classList.toggle("speaking", participantId === this.participantId);
+    for (const row of ui.people.children) {
+      row.classList.toggle("speaking", row.dataset.participantId === participantId);
+    }
+  }
+
+  onChat(msg) {
+    const item = document.createElement("li");
+    item.className = "chat-line";
+    if (msg.participant_id === this.participantId) item.classList.add("mine");
+    const who = document.createElement("span");
+    who.className = "chat-name";
+    who.textContent = msg.participant_id === this.participantId
+      ? t("you", { name: msg.name }) : msg.name;
+    const time = document.createElement("time");
+    const when = new Date(msg.ts ?? Date.now());
+    time.dateTime = when.toISOString();
+    time.textContent = when.toLocaleTimeString(lang, { hour: "2-digit", minute: "2-digit" });
+    const text = document.createElement("p");
+    text.className = "chat-text";
+    text.textContent = msg.text; // never HTML
+    item.append(who, time, text);
+    ui.chatLog.append(item);
+    item.scrollIntoView({ block: "end" });
+    if (ui.panel.hidden || ui.chatPanel.hidden) {
+      this.unread += 1;
+      ui.unread.textContent = String(this.unread);
+      ui.unread.hidden = false;
+      ui.openChat.setAttribute("aria-label",
+        `${t("chatHeading")} – ${t("unreadMessages", { count: this.unread })}`);
+    }
+  }
+
+  renderPeople() {
+    const rows = [];
+    const ids = [this.participantId, ...[...this.states.keys()].filter((id) => id !== this.participantId)];
+    for (const id of ids) {
+      const state = this.states.get(id);
+      if (!state) continue;
+      rows.push(this.personRow(id, state));
+    }
+    ui.people.replaceChildren(...rows);
+    ui.peopleCount.textContent = String(rows.length);
+    ui.openPeople.setAttribute("aria-label", t("participantCount", { count: rows.length }));
+  }
+
+  personRow(id, state) {
+    const row = document.createElement("li");
+    row.className = "person";
+    row.dataset.participantId = id;
+    row.classList.toggle("speaking", id === this.speaker);
+    const name = document.createElement("span");
+    name.className = "person-name";
+    name.textContent = id === this.participantId ? `${state.name} ${t("youSuffix")}` : state.name;
+    row.append(name);
+    if (state.role === "host") {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = t("host");
+      row.append(tag);
+    }
+    const flags = document.createElement("span");
+    flags.className = "person-flags";
+    const flag = (iconName, label, kind) => {
+      const holder = document.createElement("span");
+      holder.className = `flag ${kind}`;
+      holder.setAttribute("role", "img");
+      holder.setAttribute("aria-label", label);
+      holder.title = label;
+      setIcon(holder, iconName);
+      flags.append(holder);
+    };
+    if (state.hand) flag("hand", t("handRaised"), "flag-hand");
+    flag(state.mic === false ? "mic-off" : "mic", state.mic === false ? t("micOff") : t("micOn"),
+      state.mic === false ? "flag-off" : "");
+    flag(state.cam === false ? "cam-off" : "cam", state.cam === false ? t("camOff") : t("camOn"),
+      state.cam === false ? "flag-off" : "");
+    row.append(flags);
+    if (this.role === "host" && id !== this.participantId) {
+      const actions = document.createElement("span");
+      actions.className = "person-actions";
+      const action = (short, label, onClick, extra = "") => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = `btn btn-small ${extra}`;
+        button.textContent = short;
+        button.setAttribute("aria-label", label);
+        button.title = label;
+        button.addEventListener("click", onClick);
+        actions.append(button);
+      };
+      if (state.mic !== false) {
+        action(t("muteShort"), t("muteOne", { name: state.name }),
+          () => this.send({ type: "mute", participant_id: id }));
+      } else {
+        action(t("askShort"), t("askUnmute", { name: state.name }),
+          () => this.send({ type: "ask_unmute", participant_id: id }));
+      }
+      action(t("removeShort"), t("removeOne", { name: state.name }), () => {
+        if (confirm(t("confirmRemove", { name: state.name }))) {
+          this.send({ type: "remove", participant_id: id });
+        }
+      }, "btn-danger");
+      row.append(actions);
+    }
+    return row;
   }
 
   // ---- publish peer connection ----------------------------------------
@@ -360,8 +596,19 @@ class Session {
       figure.classList.toggle("has-video", video.videoWidth > 0);
     });
     const caption = document.createElement("figcaption");
+    const hand = document.createElement("span");
+    hand.className = "tile-hand icon";
+    setIcon(hand, "hand");
+    const micOff = document.createElement("span");
+    micOff.className = "tile-mic-off icon";
+    setIcon(micOff, "mic-off");
+    const nameEl = document.createElement("span");
+    nameEl.className = "tile-name";
+    const status = document.createElement("span");
+    status.className = "visually-hidden";
+    caption.append(hand, micOff, nameEl, status);
     figure.append(avatar, video, caption);
-    return { figure, avatar, video, caption, ownStream: null };
+    return { figure, avatar, video, caption: nameEl, status, ownStream: null };
   }
 
   showLocalTile() {
@@ -387,6 +634,7 @@ class Session {
       this.tiles.set(participantId, tile);
       ui.tiles.append(tile.figure);
       this.watcher?.watch(participantId, tile.video);
+      tile.figure.classList.toggle("speaking", participantId === this.speaker);
     }
     tile.caption.textContent = name;
     tile.avatar.textContent = initialOf(name);
@@ -440,6 +688,9 @@ class Session {
       this.localTile.figure.remove();
     }
     if (session === this) session = null;
+    window.visio.ws = null;
+    ui.chatLog.replaceChildren();
+    ui.people.replaceChildren();
     showForm();
     setStatus(statusText, kind);
   }
@@ -473,8 +724,89 @@ function offerSoundButton() {
 
 // ---- page wiring -------------------------------------------------------
 
+function renderControls(s) {
+  const micOn = s?.me.mic ?? true;
+  const camOn = s?.me.cam ?? true;
+  const handUp = s?.me.hand ?? false;
+  const hasAudio = Boolean(s?.localStream?.getAudioTracks().length);
+  const hasVideo = Boolean(s?.localStream?.getVideoTracks().length);
+  const set = (button, iconName, label, hint, pressed, off, usable) => {
+    setIcon(button.querySelector(".icon"), iconName);
+    button.querySelector(".ctl-label").textContent = label;
+    button.setAttribute("aria-pressed", String(pressed));
+    button.title = hint;
+    button.classList.toggle("off", off);
+    button.disabled = !usable;
+  };
+  set(ui.mic, micOn ? "mic" : "mic-off", micOn ? t("micOn") : t("micOff"),
+    micOn ? t("micOnHint") : t("micOffHint"), micOn, !micOn, hasAudio);
+  set(ui.cam, camOn ? "cam" : "cam-off", camOn ? t("camOn") : t("camOff"),
+    camOn ? t("camOnHint") : t("camOffHint"), camOn, !camOn, hasVideo);
+  set(ui.hand, "hand", handUp ? t("handUp") : t("handDown"), handUp ? t("handUp") : t("handDown"),
+    handUp, false, true);
+  ui.hand.classList.toggle("raised", handUp);
+}
+
+function openPanel(which) {
+  const chat = which === "chat";
+  ui.panel.hidden = false;
+  ui.peoplePanel.hidden = chat;
+  ui.chatPanel.hidden = !chat;
+  ui.tabPeople.setAttribute("aria-selected", String(!chat));
+  ui.tabChat.setAttribute("aria-selected", String(chat));
+  ui.openPeople.setAttribute("aria-expanded", String(!chat));
+  ui.openChat.setAttribute("aria-expanded", String(chat));
+  ui.call.classList.add("with-panel");
+  if (chat && session) {
+    session.unread = 0;
+    ui.unread.hidden = true;
+    ui.openChat.removeAttribute("aria-label");
+    ui.chatInput.focus();
+  }
+}
+
+function closePanel() {
+  ui.panel.hidden = true;
+  ui.call.classList.remove("with-panel");
+  ui.openPeople.setAttribute("aria-expanded", "false");
+  ui.openChat.setAttribute("aria-expanded", "false");
+}
+
+function togglePanel(which) {
+  const showing = !ui.panel.hidden && (which === "chat" ? !ui.chatPanel.hidden : !ui.peoplePanel.hidden);
+  if (showing) closePanel();
+  else openPanel(which);
+}
+
+function wireRoomControls() {
+  ui.mic.addEventListener("click", () => session?.setMic(!session.me.mic));
+  ui.cam.addEventListener("click", () => session?.setCam(!session.me.cam));
+  ui.hand.addEventListener("click", () => session?.setHand(!session.me.hand));
+  ui.openPeople.addEventListener("click", () => togglePanel("people"));
+  ui.openChat.addEventListener("click", () => togglePanel("chat"));
+  ui.tabPeople.addEventListener("click", () => openPanel("people"));
+  ui.tabChat.addEventListener("click", () => openPanel("chat"));
+  ui.panelClose.addEventListener("click", closePanel);
+  ui.panel.addEventListener("keydown", (event) => {
+    if (event.key === "Escape") closePanel();
+  });
+  ui.muteAll.addEventListener("click", () => session?.send({ type: "mute_all" }));
+  ui.lowerHands.addEventListener("click", () => session?.send({ type: "lower_hands" }));
+  ui.lockRoom.addEventListener("click", () => session?.send({ type: "lock", locked: !session.locked }));
+  ui.chatForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = ui.chatInput.value.trim();
+    if (!text || !session) return;
+    session.send({ type: "chat", text: text.slice(0, 1000) });
+    ui.chatInput.value = "";
+  });
+}
+
 function showForm() {
   ui.call.hidden = true;
+  ui.controls.hidden = true;
+  closePanel();
+  ui.lockLabel.hidden = true;
   ui.leave.hidden = true;
   ui.roomLabel.hidden = true;
   document.getElementById("enable-sound")?.remove();
@@ -529,6 +861,11 @@ function init() {
   for (const el of document.querySelectorAll("[data-i18n]")) {
     el.textContent = t(el.dataset.i18n);
   }
+  for (const el of document.querySelectorAll("[data-i18n-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nLabel));
+  }
+  renderControls(null);
+  wireRoomControls();
   document.title = t("appTitle");
   const params = new URLSearchParams(location.search);
   ui.room.value = params.get("room") ?? "";
