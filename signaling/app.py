@@ -13,6 +13,7 @@ from signaling.booking.setup import install_booking
 from signaling.logs import Connection, connection
 from signaling.observability import install_observability
 from signaling.protocol import MAX_FRAME_BYTES
+from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
 
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SFU_KEY] = SfuService(SfuSettings(ice=settings.ice,
                                           max_participants_per_room=settings.max_participants_per_room))
     app[SOCKETS_KEY] = set()
+    install_security_headers(app)  # CSP, frame-ancestors, no-referrer, nosniff, HSTS on HTTPS
     app.router.add_get("/healthz", healthz)
     install_observability(app, app[SFU_KEY], app[SOCKETS_KEY])  # /metrics, /readyz
     app.router.add_get("/api/stats", stats)

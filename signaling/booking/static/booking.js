@@ -1,3 +1,13 @@
+// The week calendar's geometry comes as data attributes: the Content-Security-Policy
+// forbids inline style attributes, so it is applied here through the CSSOM.
+for (const week of document.querySelectorAll(".week[data-hours]")) {
+  week.style.setProperty("--hours", week.dataset.hours);
+}
+for (const block of document.querySelectorAll(".booking-block[data-top]")) {
+  block.style.top = `${block.dataset.top}%`;
+  block.style.height = `${block.dataset.height}%`;
+}
+
 // Copy buttons of the booking page: copy the link of the input named by data-copy.
 document.addEventListener("click", async (event) => {
   const button = event.target.closest("[data-copy]");
