@@ -11,6 +11,10 @@ const GATHER_TIMEOUT_MS = 2000;
 const PING_INTERVAL_MS = 25000;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const NAME_STORAGE_KEY = "visio.name";
+// Rejoin after a lost connection: first try at once, then back off to 5 s.
+const RECONNECT_DELAYS_MS = [300, 1000, 2000, 5000];
+// A media connection "disconnected" this long is treated as lost.
+const DISCONNECTED_GRACE_MS = 4000;
 // Camera simulcast: 180p / 360p / 720p at Jitsi Meet's default bitrates.
 const CAMERA_ENCODINGS = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
@@ -121,6 +125,10 @@ class Session {
     this.me = { mic: true, cam: true, hand: false };
     this.speaker = null; // participant id of the active speaker
     this.unread = 0;
+    this.generation = 0; // bumped on every reconnection: stale callbacks check it
+    this.reconnecting = false;
+    this.reconnectAttempts = 0;
+    this.reconnectTimer = null;
   }
 
   async start() {
@@ -150,8 +158,9 @@ class Session {
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
     this.ws = ws;
     window.visio.ws = ws;
-    if (this.localStream) setStatus(t("connecting"));
+    if (this.localStream && !this.reconnecting) setStatus(t("connecting"));
     ws.addEventListener("open", () => {
+      if (ws !== this.ws) return;
       this.joinRequestId = this.send({
         type: "join",
         v: PROTOCOL_VERSION,
@@ -169,12 +178,58 @@ class Session {
         console.warn("visio: ignoring non-JSON frame", event.data);
         return;
       }
-      if (msg && typeof msg === "object") this.handle(msg);
+      if (ws === this.ws && msg && typeof msg === "object") this.handle(msg);
     });
     ws.addEventListener("close", () => {
-      if (this.closed) return;
-      this.end(this.joined ? t("connectionLost") : t("connectionFailed"), "error");
+      if (this.closed || ws !== this.ws) return;
+      if (this.joined || this.reconnecting) this.reconnect();
+      else this.end(t("connectionFailed"), "error");
     });
+  }
+
+  // The socket or the media dropped: start again with a new session (the
+  // server removes the old participant when its socket closes). Local media
+  // keeps running; the user does nothing.
+  reconnect() {
+    if (this.closed || this.reconnectTimer) return;
+    this.teardownConnection();
+    this.reconnecting = true;
+    document.body.classList.add("reconnecting");
+    setStatus(t("reconnecting"), "warn");
+    const delay = RECONNECT_DELAYS_MS[Math.min(this.reconnectAttempts,
+      RECONNECT_DELAYS_MS.length - 1)];
+    this.reconnectAttempts += 1;
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed) this.connect();
+    }, delay);
+  }
+
+  // Closes the socket and both peer connections and forgets the room's
+  // state, keeping the local camera and microphone.
+  teardownConnection() {
+    this.generation += 1;
+    clearInterval(this.pingTimer);
+    this.watcher?.close();
+    this.watcher = null;
+    for (const pc of [this.pub, this.sub]) pc?.close();
+    this.pub = null;
+    this.sub = null;
+    window.visio.pcs.publish = null;
+    window.visio.pcs.subscribe = null;
+    const ws = this.ws;
+    this.ws = null;
+    window.visio.ws = null;
+    if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
+    for (const id of [...this.tiles.keys()]) this.removeTile(id);
+    this.joined = false;
+    this.participants.clear();
+    this.departed.clear();
+    this.states.clear();
+    this.midInfo = new Map();
+    this.subscribeQueue = Promise.resolve();
+    this.speaker = null;
+    this.renderPeople();
   }
 
   // Sends a client message; requests get a fresh id, which is returned.
@@ -196,19 +251,23 @@ class Session {
         break;
       case "publish_answer":
         if (this.pub && msg.id === this.publishRequestId) {
+          const generation = this.generation;
           this.pub
             .setRemoteDescription({ type: "answer", sdp: msg.sdp })
             .then(() => {
               if (this.localStream) setStatus(t("joinedRoom", { room: this.room }));
             })
-            .catch((err) => this.fail("publish answer", err));
+            .catch((err) => this.fail("publish answer", err, generation));
         }
         break;
       case "subscribe_offer":
         // Offers are applied strictly one after the other.
-        this.subscribeQueue = this.subscribeQueue
-          .then(() => this.onSubscribeOffer(msg))
-          .catch((err) => this.fail("subscribe offer", err));
+        {
+          const generation = this.generation;
+          this.subscribeQueue = this.subscribeQueue
+            .then(() => generation === this.generation && this.onSubscribeOffer(msg))
+            .catch((err) => this.fail("subscribe offer", err, generation));
+        }
         break;
       case "participant_joined":
         if (msg.participant && msg.participant.id !== this.participantId) {
@@ -267,6 +326,15 @@ class Session {
 
   onJoined(msg) {
     this.joined = true;
+    if (this.reconnecting) {
+      this.reconnecting = false;
+      this.reconnectAttempts = 0;
+      document.body.classList.remove("reconnecting");
+      setStatus(t("reconnected"));
+      // Tell the new session's room what we showed before the drop.
+      const { mic, cam, hand } = this.me;
+      if (!mic || !cam || hand) this.send({ type: "set_state", mic, cam, hand });
+    }
     this.participantId = msg.participant_id;
     this.role = msg.role === "host" ? "host" : "participant";
     ui.hostActions.hidden = this.role !== "host";
@@ -283,7 +351,8 @@ class Session {
     }
     for (const state of msg.meeting?.participants ?? []) this.onParticipantState(state);
     if (this.localStream) {
-      this.publish().catch((err) => this.fail("publish", err));
+      const generation = this.generation;
+      this.publish().catch((err) => this.fail("publish", err, generation));
     } else {
       setStatus(t("joinedRoom", { room: this.room }));
     }
@@ -475,7 +544,8 @@ class Session {
   // ---- publish peer connection ----------------------------------------
 
   async publish() {
-    setStatus(t("publishing"));
+    if (!this.reconnectAttempts) setStatus(t("publishing"));
+    const generation = this.generation;
     const pc = new RTCPeerConnection(this.pcConfig);
     this.pub = pc;
     window.visio.pcs.publish = pc;
@@ -487,7 +557,7 @@ class Session {
     }
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
-    if (this.closed) return;
+    if (this.closed || generation !== this.generation) return;
     this.publishRequestId = this.send({ type: "publish_offer", sdp: pc.localDescription.sdp });
   }
 
@@ -495,6 +565,7 @@ class Session {
 
   async onSubscribeOffer(msg) {
     if (this.closed) return;
+    const generation = this.generation;
     let first = false;
     if (!this.sub) {
       first = true;
@@ -510,7 +581,7 @@ class Session {
     await pc.setRemoteDescription({ type: "offer", sdp: msg.sdp });
     await pc.setLocalDescription(await pc.createAnswer());
     if (first) await waitForGathering(pc);
-    if (this.closed) return;
+    if (this.closed || generation !== this.generation) return;
     this.send({ type: "subscribe_answer", revision: msg.revision, sdp: pc.localDescription.sdp });
     this.dropIdleTracks();
     this.updateVideoSources();
@@ -568,12 +639,24 @@ class Session {
   }
 
   watchConnection(pc) {
+    let timer = null;
     pc.addEventListener("connectionstatechange", () => {
-      if (pc.connectionState === "failed" && !this.closed) setStatus(t("mediaFailed"), "error");
+      clearTimeout(timer);
+      if (this.closed || (pc !== this.pub && pc !== this.sub)) return;
+      if (pc.connectionState === "failed") this.reconnect();
+      else if (pc.connectionState === "disconnected") {
+        timer = setTimeout(() => {
+          if (pc.connectionState === "disconnected" && (pc === this.pub || pc === this.sub)) {
+            this.reconnect();
+          }
+        }, DISCONNECTED_GRACE_MS);
+      }
     });
   }
 
-  fail(what, err) {
+  fail(what, err, generation = this.generation) {
+    // A peer connection closed by a reconnection makes its pending work fail.
+    if (this.closed || generation !== this.generation) return;
     console.error(`visio: ${what} failed`, err);
     if (!this.closed) setStatus(`${t("mediaFailed")} (${err.name || err})`, "error");
   }
@@ -675,6 +758,8 @@ class Session {
   end(statusText, kind = "info") {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.reconnectTimer);
+    document.body.classList.remove("reconnecting");
     clearInterval(this.pingTimer);
     this.watcher?.close();
     for (const pc of [this.pub, this.sub]) pc?.close();
