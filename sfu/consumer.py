@@ -237,6 +237,7 @@ class Consumer:
             self._retransmitted_at[sequence] = now
             sent = self._sent.get(sequence)
             if sent is None:
+                self._counters.nack_misses += 1
                 continue  # never sent, or too old to be worth it
             packet, segment = sent
             data = self._retransmission(packet, sequence, segment)

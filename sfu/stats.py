@@ -25,6 +25,7 @@ class SfuCounters:
     nacks_received: int = 0
     nacks_sent_upstream: int = 0
     retransmissions: int = 0
+    nack_misses: int = 0  # NACKed packets no longer (or never) in the consumer's history
     plis_received: int = 0
     plis_sent_upstream: int = 0
     remb_sent_upstream: int = 0
