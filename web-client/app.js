@@ -5,6 +5,7 @@
 import { TileWatcher } from "./constraints.js";
 import { pickLanguage, translator } from "./i18n.js";
 import { setIcon } from "./icons.js";
+import { StageLayout } from "./layout.js";
 
 const PROTOCOL_VERSION = 1;
 const GATHER_TIMEOUT_MS = 2000;
@@ -37,6 +38,11 @@ const ui = {
   status: $("status"),
   roomLabel: $("room-label"),
   lockLabel: $("lock-label"),
+  view: $("view"),
+  pager: $("pager"),
+  pagePrev: $("page-prev"),
+  pageNext: $("page-next"),
+  pageLabel: $("page-label"),
   controls: $("controls"),
   mic: $("mic"),
   cam: $("cam"),
@@ -62,7 +68,16 @@ const ui = {
 };
 
 // Read by the browser tests (getStats on both peer connections).
-window.visio = { pcs: { publish: null, subscribe: null }, ws: null };
+window.visio = {
+  pcs: { publish: null, subscribe: null },
+  ws: null,
+  // subscribe m-line mid -> {source_id, participant_id, kind} (for getStats per tile)
+  tracks: () => Object.fromEntries(session?.midInfo ?? []),
+};
+
+const layout = new StageLayout(
+  ui.tiles, { root: ui.pager, prev: ui.pagePrev, next: ui.pageNext, label: ui.pageLabel }, t);
+layout.apply = () => session?.relayout();
 
 let session = null;
 
@@ -430,8 +445,24 @@ class Session {
     ui.lockRoom.textContent = t(locked ? "unlockRoom" : "lockRoom");
   }
 
+  // Shows the tiles of the current page, or the featured tile and thumbnails.
+  relayout() {
+    const remote = [...this.tiles.values()].map((tile) => tile.figure);
+    const figures = this.localTile ? [this.localTile.figure, ...remote] : remote;
+    let featured = null;
+    if (layout.view === "speaker") {
+      // Never yourself while someone else can be shown: the last other speaker.
+      featured = this.tiles.get(this.speaker)?.figure
+        ?? this.tiles.get(this.lastRemoteSpeaker)?.figure
+        ?? remote[0] ?? this.localTile?.figure ?? null;
+    }
+    layout.render(figures, featured);
+  }
+
   setSpeaker(participantId) {
     this.speaker = participantId;
+    if (participantId !== this.participantId) this.lastRemoteSpeaker = participantId;
+    if (layout.view === "speaker") this.relayout();
     for (const [id, tile] of this.tiles) tile.figure.classList.toggle("speaking", id === participantId);
     this.localTile?.figure.classList.toggle("speaking", participantId === this.participantId);
     for (const row of ui.people.children) {
@@ -705,6 +736,7 @@ class Session {
     }
     this.localTile = tile;
     ui.tiles.prepend(tile.figure);
+    this.relayout();
   }
 
   ensureTile(participantId) {
@@ -718,6 +750,7 @@ class Session {
       ui.tiles.append(tile.figure);
       this.watcher?.watch(participantId, tile.video);
       tile.figure.classList.toggle("speaking", participantId === this.speaker);
+      this.relayout();
     }
     tile.caption.textContent = name;
     tile.avatar.textContent = initialOf(name);
@@ -733,6 +766,7 @@ class Session {
     this.tiles.delete(participantId);
     this.watcher?.unwatch(participantId);
     this.watcher?.setSource(participantId, null);
+    this.relayout();
   }
 
   // Autoplay with sound can be refused (no user gesture yet, e.g. after a
@@ -864,6 +898,17 @@ function togglePanel(which) {
 }
 
 function wireRoomControls() {
+  ui.view.addEventListener("click", () => {
+    layout.view = layout.view === "speaker" ? "grid" : "speaker";
+    layout.page = 0;
+    ui.view.setAttribute("aria-pressed", String(layout.view === "speaker"));
+    session?.relayout();
+  });
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => session?.relayout(), 200);
+  });
   ui.mic.addEventListener("click", () => session?.setMic(!session.me.mic));
   ui.cam.addEventListener("click", () => session?.setCam(!session.me.cam));
   ui.hand.addEventListener("click", () => session?.setHand(!session.me.hand));
@@ -949,6 +994,7 @@ function init() {
   for (const el of document.querySelectorAll("[data-i18n-label]")) {
     el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   }
+  for (const holder of document.querySelectorAll("[data-icon]")) setIcon(holder, holder.dataset.icon);
   renderControls(null);
   wireRoomControls();
   document.title = t("appTitle");

@@ -94,13 +94,14 @@ class Room:
         self.people: list[Participant] = []
 
     async def join(
-        self, name: str, viewport: dict[str, int], form_screenshot: str | None = None
+        self, name: str, viewport: dict[str, int], form_screenshot: str | None = None,
+        query: str = "",
     ) -> Participant:
         context = await self.browser.new_context(viewport=viewport, locale="fr-FR")
         page = await context.new_page()
         person = Participant(name, page)
         self.people.append(person)
-        await page.goto(f"{self.base_url}/?room={self.name}")
+        await page.goto(f"{self.base_url}/?room={self.name}{query}")
         room_input = page.get_by_label("Nom de la salle")
         assert await room_input.input_value() == self.name, "room not prefilled from ?room="
         await page.get_by_label("Votre nom").fill(name)

@@ -1,0 +1,65 @@
+// Which tiles the stage shows: a paginated grid, or one featured tile (the
+// active speaker, or a shared screen) above a strip of thumbnails. Tiles off
+// the current page are hidden, so the TileWatcher reports them invisible and
+// the SFU stops sending their video.
+
+const PAGE_SIZE_LANDSCAPE = 9;
+const PAGE_SIZE_PORTRAIT = 8;
+const THUMBNAILS_PER_PAGE = 6;
+
+// Tiles per grid page: ?per_page=N (1-25) if given, else by orientation.
+export function defaultPageSize() {
+  const asked = Number.parseInt(new URLSearchParams(location.search).get("per_page"), 10);
+  if (asked >= 1 && asked <= 25) return asked;
+  return innerWidth >= innerHeight ? PAGE_SIZE_LANDSCAPE : PAGE_SIZE_PORTRAIT;
+}
+
+// The slice of items on page (0-based) and the page count, page clamped.
+export function paginate(items, pageSize, page) {
+  const pages = Math.max(1, Math.ceil(items.length / pageSize));
+  const current = Math.min(Math.max(page, 0), pages - 1);
+  return { page: current, pages, shown: items.slice(current * pageSize, (current + 1) * pageSize) };
+}
+
+export class StageLayout {
+  // container: the #tiles element; pager: {root, prev, next, label}; t: translator.
+  constructor(container, pager, t) {
+    this.container = container;
+    this.pager = pager;
+    this.t = t;
+    this.view = "grid"; // "grid" | "speaker"; a presentation forces the featured layout
+    this.page = 0;
+    this.pages = 1;
+    pager.prev.addEventListener("click", () => this.turn(-1));
+    pager.next.addEventListener("click", () => this.turn(1));
+    this.apply = () => {};
+  }
+
+  turn(delta) {
+    this.page += delta;
+    this.apply();
+  }
+
+  // figures: every tile in order (own first); featured: the figure to show
+  // large in speaker or presentation layout (null in the grid).
+  render(figures, featured) {
+    const speakerLayout = featured != null;
+    this.container.classList.toggle("view-speaker", speakerLayout);
+    const others = speakerLayout ? figures.filter((f) => f !== featured) : figures;
+    const pageSize = speakerLayout ? THUMBNAILS_PER_PAGE : defaultPageSize();
+    const { page, pages, shown } = paginate(others, pageSize, this.page);
+    this.page = page;
+    this.pages = pages;
+    const visible = new Set(shown);
+    for (const figure of figures) {
+      const onPage = figure === featured || visible.has(figure);
+      figure.hidden = !onPage;
+      figure.classList.toggle("featured", figure === featured);
+    }
+    if (featured) this.container.prepend(featured);
+    this.pager.root.hidden = pages <= 1;
+    this.pager.prev.disabled = page === 0;
+    this.pager.next.disabled = page >= pages - 1;
+    this.pager.label.textContent = this.t("pageOf", { page: page + 1, pages });
+  }
+}
