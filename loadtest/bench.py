@@ -37,6 +37,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          help=f"published frame rate (default {defaults.fps})")
     forward.add_argument("--audio", action="store_true",
                          help="also publish an Opus track (about 50 packets/s)")
+    forward.add_argument("--transport-cc", action="store_true",
+                         help="subscribers send transport-cc feedback like browsers, so the "
+                              "SFU stamps every packet and runs its send-side estimator")
     forward.add_argument("--server-cpu", type=int, default=defaults.server_cpu,
                          help=f"core the SFU process is pinned to (default {defaults.server_cpu})")
     forward.add_argument("--client-cpu", type=int, default=defaults.client_cpu,
@@ -61,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
             height=args.height,
             fps=args.fps,
             audio=args.audio,
+            transport_cc=args.transport_cc,
             pin=not args.no_pin,
             server_cpu=args.server_cpu,
             client_cpu=args.client_cpu,

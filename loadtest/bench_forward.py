@@ -19,6 +19,7 @@ import fractions
 import json
 import os
 import platform
+import re
 import secrets
 import socket
 import subprocess
@@ -39,7 +40,15 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from av import VideoFrame
 
 from loadtest.signaling_client import SignalingClient
-from sfu.aiortc_bridge import IceSettings, new_peer_connection, pin_ice_addresses
+from loadtest.twcc_feedback import TransportFeedbackGenerator
+from sfu.aiortc_bridge import (
+    IceSettings,
+    configure_aiortc,
+    new_peer_connection,
+    pin_ice_addresses,
+)
+from sfu.rtp import MalformedPacket, parse_header
+from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
 
 LOOPBACK = IceSettings("127.0.0.1", "127.0.0.1")
 VIDEO_CLOCK = 90000
@@ -64,6 +73,9 @@ class ForwardOptions:
     height: int = 480
     fps: int = 30
     audio: bool = False
+    # Subscribers answer transport-cc and report arrivals like browsers, so the SFU stamps
+    # every packet and runs its send-side estimator (and probes) for each of them.
+    transport_cc: bool = False
     pin: bool = True
     server_cpu: int = 0
     client_cpu: int = 1
@@ -103,6 +115,8 @@ class ForwardOptions:
             parts.append(f"--fps {self.fps}")
         if self.audio:
             parts.append("--audio")
+        if self.transport_cc:
+            parts.append("--transport-cc")
         if not self.pin:
             parts.append("--no-pin")
         elif (self.server_cpu, self.client_cpu) != (defaults.server_cpu, defaults.client_cpu):
@@ -414,8 +428,12 @@ def video_payload_types(sdp: str) -> set[int]:
 class CountingSubscriber:
     """Answers subscribe offers; counts and drops every decrypted RTP packet (never decodes)."""
 
-    def __init__(self, base_url: str, room: str, name: str) -> None:
+    def __init__(self, base_url: str, room: str, name: str,
+                 transport_cc: bool = False) -> None:
         self.signaling = SignalingClient(base_url)
+        self._feedback = TransportFeedbackGenerator() if transport_cc else None
+        self._transport_cc_id = 0
+        self._reporter: asyncio.Task[None] | None = None
         self.room = room
         self.name = name
         self.pc: RTCPeerConnection | None = None
@@ -452,6 +470,11 @@ class CountingSubscriber:
         dtls = pc.getTransceivers()[0].receiver.transport  # bundled: one transport for all
         if dtls._handle_rtp_data != self._count:
             dtls._handle_rtp_data = self._count  # type: ignore[method-assign]
+        match = re.search(rf"^a=extmap:(\d+) {re.escape(TRANSPORT_CC_URI)}", offer["sdp"],
+                          re.MULTILINE)
+        if self._feedback is not None and match and self._reporter is None:
+            self._transport_cc_id = int(match.group(1))
+            self._reporter = asyncio.ensure_future(self._report(dtls))
         pin_ice_addresses(pc, LOOPBACK)
         await pc.setLocalDescription(await pc.createAnswer())
         await self.signaling.send({"type": "subscribe_answer", "revision": offer["revision"],
@@ -463,8 +486,27 @@ class CountingSubscriber:
         self.octets += len(data)
         if data[1] & 0x7F in self._video_pts:
             self.video_packets += 1
+        if self._transport_cc_id and self._feedback is not None:
+            try:
+                value = parse_header(data).extensions.get(self._transport_cc_id)
+            except MalformedPacket:
+                return
+            if value is not None and len(value) == 2:
+                self._feedback.on_packet(int.from_bytes(value, "big"),
+                                         time.monotonic_ns() // 1000)
+
+    async def _report(self, dtls: Any) -> None:
+        """transport-cc feedback every 50 ms, as Chrome sends it."""
+        while self._feedback is not None:
+            await asyncio.sleep(0.05)
+            fci = self._feedback.report()
+            if fci is not None:
+                with contextlib.suppress(ConnectionError):
+                    await dtls._send_rtp(build_feedback_packet(1, 0, fci))
 
     async def close(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
         await _close_peer(self.signaling, self.pc, self._dispatcher)
 
 
@@ -560,7 +602,10 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
     pid = server.process.pid
     room = f"bench-{secrets.token_hex(3)}"
     publisher = BenchPublisher(server.base_url, room, options)
-    subscribers = [CountingSubscriber(server.base_url, room, f"sub{i:02d}")
+    if options.transport_cc:
+        configure_aiortc()  # this process's aiortc then answers transport-cc
+    subscribers = [CountingSubscriber(server.base_url, room, f"sub{i:02d}",
+                                      options.transport_cc)
                    for i in range(options.subscribers)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         try:

@@ -48,3 +48,16 @@ def test_bench_forward_command_line_defaults() -> None:
     assert (args.subscribers, args.duration, args.audio, args.json) == (20, 10.0, False, False)
     args = parser.parse_args(["forward", "--subscribers", "3", "--audio", "--json"])
     assert (args.subscribers, args.audio, args.json) == (3, True, True)
+
+
+def test_forward_bench_with_transport_cc_subscribers() -> None:
+    """Subscribers that report transport-cc make the SFU stamp and estimate: still sane."""
+    affinity = os.sched_getaffinity(0)
+    options = ForwardOptions(subscribers=2, duration=2.0, warmup=0.0, max_warmup=0.0,
+                             transport_cc=True, pin=len(affinity) >= 2,
+                             server_cpu=min(affinity), client_cpu=max(affinity))
+    result = run_forward(options)
+    assert result.packets_out > 0 and result.delivered > 0
+    assert math.isfinite(result.us_per_packet_out) and result.us_per_packet_out > 0
+    assert result.counters_delta["consumer_errors"] == 0
+    assert "--transport-cc" in result.command
