@@ -30,12 +30,13 @@ class Member:
     mic: bool = True
     cam: bool = True
     hand: bool = False
+    screen: bool = False  # sharing a screen (its second video source)
     # Called to end this member's session (host removal); set by the session.
     remove: Callable[[str], Awaitable[None]] | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"participant_id": self.participant_id, "name": self.name, "role": self.role,
-                "mic": self.mic, "cam": self.cam, "hand": self.hand}
+                "mic": self.mic, "cam": self.cam, "hand": self.hand, "screen": self.screen}
 
 
 @dataclass

@@ -89,6 +89,7 @@ class SetState:
     mic: bool | None = None
     cam: bool | None = None
     hand: bool | None = None
+    screen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -271,12 +272,13 @@ def _chat(data: dict[str, Any]) -> Chat:
 
 def _set_state(data: dict[str, Any]) -> SetState:
     flags: dict[str, bool | None] = {}
-    for name in ("mic", "cam", "hand"):
+    for name in ("mic", "cam", "hand", "screen"):
         value = data.get(name)
         if value is not None and not isinstance(value, bool):
             raise ProtocolError("bad_message", f"field {name!r} must be a boolean")
         flags[name] = value
-    return SetState(mic=flags["mic"], cam=flags["cam"], hand=flags["hand"])
+    return SetState(mic=flags["mic"], cam=flags["cam"], hand=flags["hand"],
+                    screen=flags["screen"])
 
 
 def _participant_id(data: dict[str, Any]) -> str:

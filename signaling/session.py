@@ -179,7 +179,7 @@ class SignalingSession:
                                      "name": member.name, "text": message.text,
                                      "ts": int(time.time() * 1000)})
         elif isinstance(message, SetState):
-            for flag in ("mic", "cam", "hand"):
+            for flag in ("mic", "cam", "hand", "screen"):
                 value = getattr(message, flag)
                 if value is not None:
                     setattr(member, flag, value)

@@ -17,6 +17,8 @@ const RECONNECT_DELAYS_MS = [300, 1000, 2000, 5000];
 // A media connection "disconnected" this long is treated as lost.
 const DISCONNECTED_GRACE_MS = 4000;
 // Camera simulcast: 180p / 360p / 720p at Jitsi Meet's default bitrates.
+// Screen share: one high-resolution, low-frame-rate encoding.
+const SCREEN_ENCODINGS = [{ maxBitrate: 1_500_000, maxFramerate: 5 }];
 const CAMERA_ENCODINGS = [
   { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 200_000 },
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
@@ -39,6 +41,7 @@ const ui = {
   roomLabel: $("room-label"),
   lockLabel: $("lock-label"),
   view: $("view"),
+  share: $("share"),
   pager: $("pager"),
   pagePrev: $("page-prev"),
   pageNext: $("page-next"),
@@ -144,6 +147,10 @@ class Session {
     this.reconnecting = false;
     this.reconnectAttempts = 0;
     this.reconnectTimer = null;
+    this.videoOrder = new Map(); // participant id -> their video source ids, in order
+    this.screens = new Map(); // participant id -> presentation tile
+    this.screenStream = null; // our own shared screen
+    this.screenTransceiver = null;
   }
 
   async start() {
@@ -237,6 +244,12 @@ class Session {
     window.visio.ws = null;
     if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000);
     for (const id of [...this.tiles.keys()]) this.removeTile(id);
+    for (const id of [...this.screens.keys()]) this.removeScreenTile(id);
+    for (const track of this.screenStream?.getTracks() ?? []) track.stop();
+    this.screenStream = null;
+    this.screenTransceiver = null;
+    this.videoOrder.clear();
+    renderControls(this);
     this.joined = false;
     this.participants.clear();
     this.departed.clear();
@@ -294,6 +307,8 @@ class Session {
         this.departed.add(msg.participant_id);
         this.participants.delete(msg.participant_id);
         this.states.delete(msg.participant_id);
+        this.videoOrder.delete(msg.participant_id);
+        this.removeScreenTile(msg.participant_id);
         this.removeTile(msg.participant_id);
         this.renderPeople();
         break;
@@ -329,7 +344,14 @@ class Session {
         this.setSpeaker(msg.participant_id);
         break;
       case "source_added":
+        if (msg.source?.kind === "video") this.noteVideoSource(msg.source);
+        break;
       case "source_removed":
+        for (const list of this.videoOrder.values()) {
+          const at = list.indexOf(msg.source_id);
+          if (at >= 0) list.splice(at, 1);
+        }
+        break;
       case "ok":
       case "pong":
         // Media changes arrive as subscribe offers; nothing to do here.
@@ -365,6 +387,9 @@ class Session {
       this.ensureTile(p.id);
     }
     for (const state of msg.meeting?.participants ?? []) this.onParticipantState(state);
+    for (const source of msg.sources ?? []) {
+      if (source.kind === "video") this.noteVideoSource(source);
+    }
     if (this.localStream) {
       const generation = this.generation;
       this.publish().catch((err) => this.fail("publish", err, generation));
@@ -388,6 +413,7 @@ class Session {
   onParticipantState(state) {
     const id = state.participant_id;
     if (!id || this.departed.has(id)) return;
+    const previous = this.states.get(id);
     this.states.set(id, state);
     if (id === this.participantId) {
       // The server may change our state (a host muted us): follow it.
@@ -398,6 +424,9 @@ class Session {
       }
       this.renderTileState(this.localTile, state);
     } else {
+      if (state.screen && previous && !previous.screen) {
+        setStatus(t("presenting", { name: state.name }));
+      }
       if (!this.participants.has(id)) this.participants.set(id, state.name);
       this.renderTileState(this.ensureTile(id), state);
     }
@@ -445,12 +474,161 @@ class Session {
     ui.lockRoom.textContent = t(locked ? "unlockRoom" : "lockRoom");
   }
 
+  // ---- screen share (docs/protocol.md: by order, a participant's second
+  // video source is their screen) -----------------------------------------
+
+  noteVideoSource(source) {
+    const list = this.videoOrder.get(source.participant_id) ?? [];
+    if (!list.includes(source.id)) list.push(source.id);
+    this.videoOrder.set(source.participant_id, list);
+  }
+
+  isScreen(info) {
+    return (this.videoOrder.get(info.participant_id) ?? []).indexOf(info.source_id) === 1;
+  }
+
+  // After each subscribe offer: screens go to presentation tiles, cameras
+  // and sound stay in the participant's tile.
+  routeScreens() {
+    const screenTracks = new Map();
+    const cameraTracks = new Map();
+    for (const transceiver of this.sub.getTransceivers()) {
+      const info = this.midInfo.get(transceiver.mid);
+      if (!info || this.departed.has(info.participant_id)) continue;
+      const track = transceiver.receiver.track;
+      if (info.kind === "video" && this.isScreen(info)) {
+        screenTracks.set(info.participant_id, { track, sourceId: info.source_id });
+      } else {
+        const list = cameraTracks.get(info.participant_id) ?? [];
+        list.push(track);
+        cameraTracks.set(info.participant_id, list);
+      }
+    }
+    for (const [participantId, { track, sourceId }] of screenTracks) {
+      const tile = this.ensureScreenTile(participantId);
+      if (tile.video.srcObject?.getVideoTracks()[0] !== track) {
+        tile.video.srcObject = new MediaStream([track]);
+        this.play(tile.video);
+      }
+      this.watcher?.setSource(`${participantId}#screen`, sourceId);
+      // The browser's stream for this publisher holds the screen too: give
+      // the camera tile a stream of its own tracks only.
+      const camera = this.tiles.get(participantId);
+      if (camera && camera.video.srcObject?.getTracks().includes(track)) {
+        camera.ownStream = new MediaStream(cameraTracks.get(participantId) ?? []);
+        camera.video.srcObject = camera.ownStream;
+        this.play(camera.video);
+      }
+    }
+    for (const participantId of [...this.screens.keys()]) {
+      if (participantId !== this.participantId && !screenTracks.has(participantId)) {
+        this.removeScreenTile(participantId);
+      }
+    }
+  }
+
+  ensureScreenTile(participantId) {
+    let tile = this.screens.get(participantId);
+    if (tile) return tile;
+    const local = participantId === this.participantId;
+    const name = local ? this.name : this.participants.get(participantId) ?? t("unknownParticipant");
+    const label = t("presentationOf", { name });
+    tile = this.makeTile(label, initialOf(name));
+    tile.figure.classList.add("presentation");
+    tile.figure.dataset.presenterId = participantId;
+    tile.video.muted = true;
+    tile.caption.textContent = label;
+    this.screens.set(participantId, tile);
+    ui.tiles.prepend(tile.figure);
+    if (!local) this.watcher?.watch(`${participantId}#screen`, tile.video);
+    this.relayout();
+    return tile;
+  }
+
+  removeScreenTile(participantId) {
+    const tile = this.screens.get(participantId);
+    if (!tile) return;
+    tile.video.srcObject = null;
+    tile.figure.remove();
+    this.screens.delete(participantId);
+    this.watcher?.unwatch(`${participantId}#screen`);
+    this.watcher?.setSource(`${participantId}#screen`, null);
+    this.relayout();
+  }
+
+  async startShare() {
+    if (this.screenStream || !this.pub) return;
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({
+        video: { frameRate: { max: 5 } }, audio: false,
+      });
+    } catch (err) {
+      console.warn("visio: screen share refused", err);
+      return; // the user cancelled the browser's picker
+    }
+    const track = stream.getVideoTracks()[0];
+    if (!track || !this.pub || this.closed) {
+      for (const each of stream.getTracks()) each.stop();
+      return;
+    }
+    track.contentHint = "detail";
+    track.addEventListener("ended", () => this.stopShare());
+    this.screenStream = stream;
+    // A second share reuses the m-line of the first (made inactive on stop).
+    const idle = this.pub.getTransceivers().find((tr) => tr.isScreen && tr.direction === "inactive");
+    if (idle) {
+      idle.direction = "sendonly";
+      await idle.sender.replaceTrack(track);
+      idle.sender.setStreams(stream);
+      this.screenTransceiver = idle;
+    } else {
+      this.screenTransceiver = this.pub.addTransceiver(track, {
+        direction: "sendonly", streams: [stream], sendEncodings: SCREEN_ENCODINGS,
+      });
+      this.screenTransceiver.isScreen = true;
+    }
+    const tile = this.ensureScreenTile(this.participantId);
+    tile.video.srcObject = stream;
+    this.play(tile.video);
+    renderControls(this);
+    await this.renegotiate();
+    this.send({ type: "set_state", screen: true });
+  }
+
+  async stopShare() {
+    if (!this.screenStream) return;
+    for (const track of this.screenStream.getTracks()) track.stop();
+    this.screenStream = null;
+    const transceiver = this.screenTransceiver;
+    this.screenTransceiver = null;
+    this.removeScreenTile(this.participantId);
+    renderControls(this);
+    if (transceiver && this.pub) {
+      // inactive, not stopped: the m-line stays for the next share.
+      await transceiver.sender.replaceTrack(null);
+      transceiver.direction = "inactive";
+      await this.renegotiate();
+    }
+    this.send({ type: "set_state", screen: false });
+  }
+
+  async renegotiate() {
+    const pc = this.pub;
+    await pc.setLocalDescription(await pc.createOffer());
+    await waitForGathering(pc);
+    if (this.closed || pc !== this.pub) return;
+    this.publishRequestId = this.send({ type: "publish_offer", sdp: pc.localDescription.sdp });
+  }
+
   // Shows the tiles of the current page, or the featured tile and thumbnails.
   relayout() {
     const remote = [...this.tiles.values()].map((tile) => tile.figure);
-    const figures = this.localTile ? [this.localTile.figure, ...remote] : remote;
-    let featured = null;
-    if (layout.view === "speaker") {
+    const screens = [...this.screens.values()].map((tile) => tile.figure);
+    const own = this.localTile ? [this.localTile.figure] : [];
+    const figures = [...screens, ...own, ...remote];
+    let featured = screens[0] ?? null; // a presentation takes the stage
+    if (!featured && layout.view === "speaker") {
       // Never yourself while someone else can be shown: the last other speaker.
       featured = this.tiles.get(this.speaker)?.figure
         ?? this.tiles.get(this.lastRemoteSpeaker)?.figure
@@ -580,6 +758,7 @@ class Session {
     const pc = new RTCPeerConnection(this.pcConfig);
     this.pub = pc;
     window.visio.pcs.publish = pc;
+    renderControls(this);
     this.watchConnection(pc);
     for (const track of this.localStream.getTracks()) {
       const init = { direction: "sendonly", streams: [this.localStream] };
@@ -615,6 +794,7 @@ class Session {
     if (this.closed || generation !== this.generation) return;
     this.send({ type: "subscribe_answer", revision: msg.revision, sdp: pc.localDescription.sdp });
     this.dropIdleTracks();
+    this.routeScreens();
     this.updateVideoSources();
   }
 
@@ -622,7 +802,9 @@ class Session {
   updateVideoSources() {
     const shown = new Map();
     for (const info of this.midInfo.values()) {
-      if (info && info.kind === "video") shown.set(info.participant_id, info.source_id);
+      if (info && info.kind === "video" && !this.isScreen(info)) {
+        shown.set(info.participant_id, info.source_id);
+      }
     }
     for (const participantId of this.tiles.keys()) {
       this.watcher?.setSource(participantId, shown.get(participantId) ?? null);
@@ -802,6 +984,7 @@ class Session {
     this.stopLocalMedia();
     if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(1000);
     for (const id of [...this.tiles.keys()]) this.removeTile(id);
+    for (const id of [...this.screens.keys()]) this.removeScreenTile(id);
     if (this.localTile) {
       this.localTile.video.srcObject = null;
       this.localTile.figure.remove();
@@ -816,6 +999,7 @@ class Session {
 
   stopLocalMedia() {
     for (const track of this.localStream?.getTracks() ?? []) track.stop();
+    for (const track of this.screenStream?.getTracks() ?? []) track.stop();
   }
 }
 
@@ -864,6 +1048,10 @@ function renderControls(s) {
   set(ui.hand, "hand", handUp ? t("handUp") : t("handDown"), handUp ? t("handUp") : t("handDown"),
     handUp, false, true);
   ui.hand.classList.toggle("raised", handUp);
+  const sharing = Boolean(s?.screenStream);
+  set(ui.share, "screen", sharing ? t("stopSharing") : t("shareScreen"),
+    sharing ? t("stopSharingHint") : t("shareScreenHint"), sharing, false, Boolean(s?.pub));
+  ui.share.hidden = !navigator.mediaDevices?.getDisplayMedia;
 }
 
 function openPanel(which) {
@@ -898,6 +1086,11 @@ function togglePanel(which) {
 }
 
 function wireRoomControls() {
+  ui.share.addEventListener("click", () => {
+    if (!session) return;
+    const action = session.screenStream ? session.stopShare() : session.startShare();
+    action.catch((err) => session?.fail("screen share", err));
+  });
   ui.view.addEventListener("click", () => {
     layout.view = layout.view === "speaker" ? "grid" : "speaker";
     layout.page = 0;

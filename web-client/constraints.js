@@ -12,12 +12,14 @@ export class TileWatcher {
     this.tiles = new Map(); // participant id -> video element
     this.sources = new Map(); // participant id -> video source id
     this.visible = new Map(); // participant id -> bool (in the viewport)
+    this.keyOf = new WeakMap(); // video element -> its key (a participant id, or "<id>#screen")
     this.last = "";
     this.timer = null;
     this.resizeObserver = new ResizeObserver(() => this.schedule());
     this.intersectionObserver = new IntersectionObserver((entries) => {
       for (const entry of entries) {
-        this.visible.set(entry.target.dataset.participantId, entry.isIntersecting);
+        const key = this.keyOf.get(entry.target);
+        if (key) this.visible.set(key, entry.isIntersecting);
       }
       this.schedule();
     });
@@ -29,6 +31,7 @@ export class TileWatcher {
     if (this.tiles.get(participantId) === video) return;
     this.unwatch(participantId);
     this.tiles.set(participantId, video);
+    this.keyOf.set(video, participantId);
     this.resizeObserver.observe(video);
     this.intersectionObserver.observe(video);
     this.schedule();
