@@ -13,6 +13,8 @@ from signaling.booking.setup import install_booking
 from signaling.logs import Connection, connection
 from signaling.observability import install_observability
 from signaling.protocol import MAX_FRAME_BYTES
+from signaling.proxies import install_trusted_proxies
+from signaling.ratelimit import install_rate_limits
 from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
@@ -30,6 +32,8 @@ def create_app(settings: Settings) -> web.Application:
                                           max_participants_per_room=settings.max_participants_per_room))
     app[SOCKETS_KEY] = set()
     install_security_headers(app)  # CSP, frame-ancestors, no-referrer, nosniff, HSTS on HTTPS
+    install_rate_limits(app, settings.rate_limits)  # per address: /ws, /api/v1/, logins
+    install_trusted_proxies(app, settings.trusted_proxies)  # outermost: X-Forwarded-For/Proto
     app.router.add_get("/healthz", healthz)
     install_observability(app, app[SFU_KEY], app[SOCKETS_KEY])  # /metrics, /readyz
     app.router.add_get("/api/stats", stats)

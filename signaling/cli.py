@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
@@ -18,6 +19,7 @@ from signaling.booking import admin_cli
 from signaling.booking.secret_key import resolve_secret_key
 from signaling.logs import configure_logging
 from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
+from signaling.tls import ReloadingCertificate, server_context, write_dev_certificate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run signaling, SFU and web client in one process")
     add_serve_arguments(serve)
+    dev_cert = commands.add_parser("dev-cert", help="write a self-signed certificate for "
+                                                    "https://127.0.0.1 and https://localhost")
+    dev_cert.add_argument("--cert", type=Path, default=Path("data/dev-cert.pem"),
+                          help="certificate file to write (default data/dev-cert.pem)")
+    dev_cert.add_argument("--key", type=Path, default=Path("data/dev-key.pem"),
+                          help="private key file to write (default data/dev-key.pem)")
     admin = commands.add_parser("admin", help="create organisations and their admins")
     admin_cli.configure_parser(admin)
     bench = commands.add_parser("bench", add_help=False,
@@ -43,9 +51,15 @@ def main(argv: list[str] | None = None) -> int:
             settings = settings_from_arguments(args)
             settings = replace(settings, secret_key=resolve_secret_key(
                 settings.secret_key, settings.data_dir, settings.development))
-        except ValueError as exc:
+            if settings.tls_cert is not None and settings.tls_key is not None:
+                server_context(settings.tls_cert, settings.tls_key)  # a bad pair fails here
+        except (ValueError, OSError) as exc:
             parser.error(str(exc))
         uvloop.run(serve_forever(settings))
+    elif args.command == "dev-cert":
+        write_dev_certificate(args.cert, args.key)
+        print(f"wrote {args.cert} and {args.key} (self-signed, for localhost, 127.0.0.1, ::1)\n"
+              f"serve with: visio serve --tls-cert {args.cert} --tls-key {args.key}")
     elif args.command == "admin":
         return admin_cli.main(args)
     elif args.command == "bench":
@@ -61,19 +75,29 @@ def main(argv: list[str] | None = None) -> int:
 async def serve_forever(settings: Settings) -> None:
     """Serve until SIGINT/SIGTERM, then close every room cleanly."""
     app = create_app(settings)
+    certificate = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        certificate = ReloadingCertificate(settings.tls_cert, settings.tls_key)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
+    site = web.TCPSite(runner, settings.host, settings.port,
+                       ssl_context=certificate.context if certificate else None)
     await site.start()
     logging.getLogger("visio").info(
-        "visio listening on http://%s:%d (ICE announces %s, binds %s), %s mode; "
-        "bookings at /booking/", settings.host, settings.port, settings.ice.announced_address,
-        settings.ice.bind_address, "DEVELOPMENT" if settings.development else "production")
+        "visio listening on %s://%s:%d (ICE announces %s, binds %s), %s mode; "
+        "bookings at /booking/", "https" if certificate else "http", settings.host,
+        settings.port, settings.ice.announced_address, settings.ice.bind_address,
+        "DEVELOPMENT" if settings.development else "production")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if certificate is not None:
+        loop.add_signal_handler(signal.SIGHUP, certificate.reload)
+        certificate.start_watching()
     await stop.wait()
+    if certificate is not None:
+        await certificate.stop_watching()
     await runner.cleanup()
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from sfu import SfuService
+from signaling.ratelimit import RATE_LIMITS_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SAMPLE_INTERVAL = 0.5  # seconds between two event-loop lag probes
@@ -135,6 +136,12 @@ def install_observability(app: web.Application, sfu: SfuService,
 
     async def metrics(request: web.Request) -> web.Response:
         text = render_metrics(sfu.stats(), monitor, len(sockets))
+        limits = request.app.get(RATE_LIMITS_KEY)
+        if limits is not None:
+            text += "# HELP visio_rate_limited_total requests refused with 429, by scope\n"
+            text += "# TYPE visio_rate_limited_total counter\n"
+            text += "".join(f'visio_rate_limited_total{{scope="{scope}"}} {limiter.refused}\n'
+                            for scope, limiter in limits.by_scope.items())
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def readyz(request: web.Request) -> web.Response:

@@ -12,6 +12,8 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import CIMultiDict
 
+from signaling.proxies import FORWARDED_HTTPS
+
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
@@ -41,7 +43,7 @@ SECURITY_HEADERS = {
 def security_headers(request: web.Request) -> CIMultiDict[str]:
     """The headers for a response to this request (HSTS only over HTTPS)."""
     headers = CIMultiDict(SECURITY_HEADERS)
-    if request.secure:
+    if request.secure or request.get(FORWARDED_HTTPS):
         headers["Strict-Transport-Security"] = HSTS
     return headers
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sfu.aiortc_bridge import IceSettings
+from signaling.ratelimit import RateLimitSettings, parse_rate
 
 
 def _web_client_dir() -> Path:
@@ -45,6 +46,11 @@ class Settings:
     database_url: str | None = None  # None: SQLite file data_dir/visio.sqlite3
     secret_key: str | None = None  # None: development only, generated into data_dir
     public_url: str | None = None  # base of the links in bookings; None: from the request
+    rate_limits: RateLimitSettings = field(default_factory=RateLimitSettings)
+    # HTTPS (signaling/tls.py) and the reverse proxies whose X-Forwarded-* headers count.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +78,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-participants", type=int,
                         default=int(env("VISIO_MAX_PARTICIPANTS", "100")),
                         help="participants per room (env VISIO_MAX_PARTICIPANTS, default 100)")
+    parser.add_argument("--tls-cert", type=Path, default=env("VISIO_TLS_CERT"),
+                        help="certificate chain (PEM): serve HTTPS and WSS; reloaded on SIGHUP "
+                             "and when the file changes (env VISIO_TLS_CERT)")
+    parser.add_argument("--tls-key", type=Path, default=env("VISIO_TLS_KEY"),
+                        help="private key (PEM) of --tls-cert (env VISIO_TLS_KEY)")
+    parser.add_argument("--trusted-proxy", action="append", dest="trusted_proxies",
+                        default=None, metavar="CIDR",
+                        help="reverse proxy address or network whose X-Forwarded-For and "
+                             "X-Forwarded-Proto are believed, repeatable; replaces "
+                             "VISIO_TRUSTED_PROXIES (comma separated) when given")
+    add_rate_limit_arguments(parser)
     add_storage_arguments(parser)
     parser.add_argument("--mode", choices=["development", "production"], default=env("VISIO_MODE"),
                         help="development accepts joins without a booking token "
@@ -81,6 +98,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="base URL of the meeting links in bookings, e.g. "
                              "https://visio.example.org (env VISIO_PUBLIC_URL; default: the "
                              "address the booking page was requested at)")
+
+
+def add_rate_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    defaults = RateLimitSettings()
+    for scope, default, what in (
+            ("connects", defaults.connect, "WebSocket connections (so joins) to /ws"),
+            ("api", defaults.api, "REST API calls under /api/v1/"),
+            ("logins", defaults.login, "POST /booking/login attempts")):
+        name = f"VISIO_RATE_LIMIT_{scope.upper()}"
+        parser.add_argument(f"--rate-limit-{scope}", default=env(name, str(default)),
+                            metavar="COUNT/PERIOD",
+                            help=f"{what} per client address, e.g. 120/min, 10/s or off "
+                                 f"(env {name}, default {default})")
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,7 +143,7 @@ def _default_bind(announce: str) -> str:
 def settings_from_arguments(args: argparse.Namespace) -> Settings:
     announce = args.ice_announce
     bind = args.ice_bind or _default_bind(announce)
-    return Settings(
+    settings = Settings(
         host=args.host,
         port=args.port,
         ice=IceSettings(bind_address=bind, announced_address=announce),
@@ -126,7 +157,28 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         database_url=args.database_url or None,
         secret_key=args.secret_key or None,
         public_url=(args.public_url or "").rstrip("/") or None,
+        rate_limits=RateLimitSettings(connect=parse_rate(args.rate_limit_connects),
+                                      api=parse_rate(args.rate_limit_api),
+                                      login=parse_rate(args.rate_limit_logins)),
+        tls_cert=_path_or_none(args.tls_cert),
+        tls_key=_path_or_none(args.tls_key),
+        trusted_proxies=_networks(args.trusted_proxies if args.trusted_proxies is not None
+                                  else _env_list("VISIO_TRUSTED_PROXIES")),
     )
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together")
+    return settings
+
+
+def _path_or_none(value: Path | str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _networks(items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(item.strip(), strict=False) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"--trusted-proxy: {exc}") from None
 
 
 def _development(mode: str | None, host: str) -> bool:
