@@ -36,7 +36,7 @@ async def participant_id(me: Participant, other: Participant) -> str:
     await figure.wait_for(state="attached", timeout=20_000)
     value = await figure.get_attribute("data-participant-id")
     assert value
-    return value
+    return str(value)
 
 
 async def video_bytes(me: Participant, other_id: str) -> int:

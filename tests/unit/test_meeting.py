@@ -114,3 +114,22 @@ def test_rate_window() -> None:
     window = RateWindow(2, 10.0)
     assert window.allow(0.0) and window.allow(1.0) and not window.allow(5.0)
     assert window.allow(10.5)
+
+
+def test_documented_room_messages_parse() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    section = text.split("## Room features and host controls", 1)[1]
+    client_kinds = {"chat", "set_state", "mute", "mute_all", "ask_unmute", "remove", "lock",
+                    "lower_hands"}
+    seen = set()
+    for block in re.findall(r"```json\n(.*?)\n```", section, re.S):
+        for line in block.replace("\n ", " ").splitlines():
+            message = json.loads(line)
+            server_chat = message["type"] == "chat" and "name" in message  # the broadcast
+            if message["type"] in client_kinds and not server_chat:
+                parse_frame(json.dumps(message))
+                seen.add(message["type"])
+    assert seen == client_kinds
