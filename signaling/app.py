@@ -18,6 +18,7 @@ from signaling.ratelimit import install_rate_limits
 from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
+from signaling.turn import with_turn_credentials
 
 SFU_KEY = web.AppKey("sfu", SfuService)
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -67,8 +68,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     sockets.add(ws)
     try:
         sfu = request.app[SFU_KEY]
-        session = SignalingSession(ws, sfu, request.app[SETTINGS_KEY].ice_servers,
-                                   request.app[BOOKING_KEY].gate)
+        settings = request.app[SETTINGS_KEY]
+        ice_servers = with_turn_credentials(settings.ice_servers, settings.turn_secret,
+                                            settings.turn_ttl)
+        session = SignalingSession(ws, sfu, ice_servers, request.app[BOOKING_KEY].gate)
         connection.set(_log_context(request, session, sfu))
         await session.run()
     finally:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sfu.aiortc_bridge import IceSettings
 from signaling.ratelimit import RateLimitSettings, parse_rate
+from signaling.turn import DEFAULT_TTL
 
 
 def _web_client_dir() -> Path:
@@ -51,6 +52,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # TURN REST API (signaling/turn.py): per-socket credentials from a secret shared with coturn.
+    turn_secret: str | None = None
+    turn_ttl: int = DEFAULT_TTL
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +79,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="username for the turn: URLs (env VISIO_TURN_USERNAME)")
     parser.add_argument("--turn-credential", default=env("VISIO_TURN_CREDENTIAL"),
                         help="credential for the turn: URLs (env VISIO_TURN_CREDENTIAL)")
+    parser.add_argument("--turn-secret", default=env("VISIO_TURN_SECRET"),
+                        help="secret shared with the TURN server (coturn static-auth-secret): "
+                             "each socket gets credentials valid for --turn-ttl seconds, "
+                             "instead of --turn-username/--turn-credential "
+                             "(env VISIO_TURN_SECRET)")
+    parser.add_argument("--turn-ttl", type=int, default=int(env("VISIO_TURN_TTL",
+                                                                str(DEFAULT_TTL))),
+                        help=f"lifetime of those TURN credentials in seconds "
+                             f"(env VISIO_TURN_TTL, default {DEFAULT_TTL})")
     parser.add_argument("--max-participants", type=int,
                         default=int(env("VISIO_MAX_PARTICIPANTS", "100")),
                         help="participants per room (env VISIO_MAX_PARTICIPANTS, default 100)")
@@ -149,8 +162,9 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         ice=IceSettings(bind_address=bind, announced_address=announce),
         ice_servers=browser_ice_servers(
             args.ice_servers if args.ice_servers is not None else _env_list("VISIO_ICE_SERVERS"),
-            args.turn_username,
-                                        args.turn_credential),
+            args.turn_username, args.turn_credential, time_limited=bool(args.turn_secret)),
+        turn_secret=args.turn_secret or None,
+        turn_ttl=args.turn_ttl,
         max_participants_per_room=args.max_participants,
         development=_development(args.mode, args.host),
         data_dir=args.data_dir,
@@ -192,9 +206,13 @@ def _development(mode: str | None, host: str) -> bool:
         return False
 
 
-def browser_ice_servers(urls: list[str], username: str | None,
-                        credential: str | None) -> list[dict[str, Any]]:
-    """RTCIceServer dictionaries for the browser: STUN URLs plain, TURN URLs with credentials."""
+def browser_ice_servers(urls: list[str], username: str | None, credential: str | None,
+                        time_limited: bool = False) -> list[dict[str, Any]]:
+    """RTCIceServer dictionaries for the browser: STUN URLs plain, TURN URLs with credentials.
+
+    With ``time_limited`` (a TURN shared secret) the TURN entry gets fresh
+    credentials per socket (signaling/turn.py) instead of static ones.
+    """
     stun = [u for u in urls if u.startswith("stun:") or u.startswith("stuns:")]
     turn = [u for u in urls if u.startswith("turn:") or u.startswith("turns:")]
     unknown = [u for u in urls if u not in stun and u not in turn]
@@ -204,8 +222,11 @@ def browser_ice_servers(urls: list[str], username: str | None,
     servers: list[dict[str, Any]] = []
     if stun:
         servers.append({"urls": stun})
-    if turn:
+    if turn and time_limited:
+        servers.append({"urls": turn})
+    elif turn:
         if not username or not credential:
-            raise ValueError("turn: URLs need --turn-username and --turn-credential")
+            raise ValueError("turn: URLs need --turn-secret, or --turn-username and "
+                             "--turn-credential")
         servers.append({"urls": turn, "username": username, "credential": credential})
     return servers
