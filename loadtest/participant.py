@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ from sfu.aiortc_bridge import (
     override,
     pin_ice_addresses,
 )
-from sfu.rtp import MalformedPacket, parse_header
 from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
 from sfu.vp8 import keyframe_size, parse_descriptor
 
@@ -67,6 +67,28 @@ class ParticipantConfig:
     ice: IceSettings = LOOPBACK
     join_timeout: float = 20.0
     direct_receive: bool = True  # after the handshake, read SRTP off the socket (see below)
+
+
+_FIXED_HEADER = struct.Struct("!BBHII")
+
+
+def _one_byte_extension(data: bytes, pos: int, end: int, wanted: int) -> int:
+    """The 2-byte value of one-byte header extension ``wanted`` (RFC 8285), or -1."""
+    end = min(end, len(data))
+    if data[pos - 4:pos - 2] != b"\xbe\xde":
+        return -1
+    while pos < end:
+        byte = data[pos]
+        if byte == 0:
+            pos += 1
+            continue
+        ext_id, length = byte >> 4, (byte & 0x0F) + 1
+        if ext_id == 15:
+            return -1
+        if ext_id == wanted:
+            return int.from_bytes(data[pos + 1:pos + 3], "big") if length == 2 else -1
+        pos += 1 + length
+    return -1
 
 
 class _Seq:
@@ -101,6 +123,8 @@ class StreamStats:
     statistics: StreamStatistics | None = None
     nack: NackGenerator | None = None
     last_nack_at: float = 0.0
+    vp8: bool = False
+    holder: _Seq = field(default_factory=lambda: _Seq(0, 0))
 
     @property
     def expected(self) -> int:
@@ -306,7 +330,8 @@ class LightParticipant:
         mid = self._ssrc_mid.get(ssrc)
         name, clock_rate = self._codecs.get(payload_type, ("?", 90000))
         kind = self._mid_kind.get(mid or "", "audio" if name == "opus" else "video")
-        stream = StreamStats(ssrc, kind, mid, clock_rate, rtx=payload_type in self._rtx_pts)
+        stream = StreamStats(ssrc, kind, mid, clock_rate, rtx=payload_type in self._rtx_pts,
+                             vp8=name == "vp8")
         if not stream.rtx:
             stream.statistics = StreamStatistics(clock_rate)
             if kind == "video":
@@ -332,32 +357,50 @@ class LightParticipant:
         self.on_rtp(data)
 
     def on_rtp(self, data: bytes) -> None:
-        """Count one decrypted RTP packet (synchronous: also called from the socket)."""
-        try:
-            header = parse_header(data)
-        except MalformedPacket:
+        """Count one decrypted RTP packet (synchronous: also called from the socket).
+
+        Struct reads only, no per-packet objects: this runs for every packet.
+        """
+        size = len(data)
+        if size < 12:
+            return
+        first, second, sequence_number, timestamp, ssrc = _FIXED_HEADER.unpack_from(data)
+        if first >> 6 != 2:
+            return
+        pos = 12 + 4 * (first & 0x0F)
+        extension_start = extension_end = 0
+        if first & 0x10:
+            if size < pos + 4:
+                return
+            extension_start = pos + 4
+            extension_end = extension_start + 4 * int.from_bytes(data[pos + 2:pos + 4], "big")
+            pos = extension_end
+        end = size - data[-1] if first & 0x20 else size
+        if pos > end:
             return
         now = self._clock()
         self.packets += 1
-        self.octets += len(data)
-        ssrc = header.ssrc
+        self.octets += size
         stream = self.streams.get(ssrc)
         if stream is None:
-            stream = self._new_stream(ssrc, header.payload_type)
-            if "first_rtp" not in self.milestones:
-                self._mark("first_rtp")
+            stream = self._new_stream(ssrc, second & 0x7F)
+            self._mark("first_rtp")
         if stream.first_at is None:
             stream.first_at = now
         stream.packets += 1
-        stream.octets += len(data)
-        if self._twcc_id is not None:
-            value = header.extensions.get(self._twcc_id)
-            if value is not None and len(value) == 2:
-                self._feedback.on_packet(int.from_bytes(value, "big"), int(now * 1e6))
+        stream.octets += size
+        twcc_id = self._twcc_id
+        if twcc_id is not None and extension_end:
+            value = _one_byte_extension(data, extension_start, extension_end, twcc_id)
+            if value >= 0:
+                self._feedback.on_packet(value, int(now * 1e6))
         statistics = stream.statistics
         if statistics is None:  # RTX
             return
-        sequence = cast(RtpPacket, _Seq(header.sequence_number, header.timestamp))
+        holder = stream.holder
+        holder.sequence_number = sequence_number
+        holder.timestamp = timestamp
+        sequence = cast(RtpPacket, holder)
         statistics.add(sequence)
         if stream.kind != "video":
             return
@@ -368,20 +411,20 @@ class LightParticipant:
             task = asyncio.ensure_future(self._send_nack(stream))
             self._nacks.add(task)
             task.add_done_callback(self._nacks.discard)
-        if self._codecs.get(header.payload_type, ("",))[0] == "vp8":
-            descriptor = parse_descriptor(data, header.payload_start, header.payload_end)
-            if descriptor is not None and descriptor.frame_start:
-                size = keyframe_size(data, descriptor, header.payload_end)
-                if size is not None:
-                    stream.resolution = size
+        # VP8: only a packet that starts partition 0 (S=1, PID=0) can start a keyframe.
+        if stream.vp8 and pos < end and data[pos] & 0x17 == 0x10:
+            descriptor = parse_descriptor(data, pos, end)
+            if descriptor is not None:
+                resolution = keyframe_size(data, descriptor, end)
+                if resolution is not None:
+                    stream.resolution = resolution
                     stream.keyframes += 1
                     self._mark("first_keyframe")
-        if header.marker:
-            if stream.last_frame_at is not None:
-                gap = now - stream.last_frame_at
-                if gap > FREEZE_GAP:
-                    stream.freezes += 1
-                    stream.freeze_seconds += gap
+        if second & 0x80:  # marker: the frame is complete
+            last = stream.last_frame_at
+            if last is not None and now - last > FREEZE_GAP:
+                stream.freezes += 1
+                stream.freeze_seconds += now - last
             stream.last_frame_at = now
             stream.frames += 1
 
