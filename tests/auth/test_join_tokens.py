@@ -226,6 +226,9 @@ async def test_development_mode_admits_without_a_token_but_checks_given_ones(
     try:
         async with AsyncExitStack() as stack:
             joiner = Joiner(server, stack)
+            # Without a token the first participant of a room is its host (protocol.md).
+            reply = await joiner.join("essai", None)
+            assert (reply["type"], reply["role"]) == ("joined", "host")
             reply = await joiner.join("essai", None)
             assert (reply["type"], reply["role"]) == ("joined", "participant")
             assert_refused(await joiner.join("essai", "forged.token.value"), "token_invalid")
