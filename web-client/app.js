@@ -1064,6 +1064,7 @@ function openPanel(which) {
   ui.openPeople.setAttribute("aria-expanded", String(!chat));
   ui.openChat.setAttribute("aria-expanded", String(chat));
   ui.call.classList.add("with-panel");
+  session?.relayout();
   if (chat && session) {
     session.unread = 0;
     ui.unread.hidden = true;
@@ -1075,6 +1076,7 @@ function openPanel(which) {
 function closePanel() {
   ui.panel.hidden = true;
   ui.call.classList.remove("with-panel");
+  session?.relayout();
   ui.openPeople.setAttribute("aria-expanded", "false");
   ui.openChat.setAttribute("aria-expanded", "false");
 }
@@ -1097,10 +1099,20 @@ function wireRoomControls() {
     ui.view.setAttribute("aria-pressed", String(layout.view === "speaker"));
     session?.relayout();
   });
+  // The stage changes size with the window and when the side panel opens.
   let resizeTimer = null;
+  new ResizeObserver(() => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => session?.relayout(), 100);
+  }).observe(ui.tiles.parentElement);
+  // The portrait panel sits just above the dock, whose height varies (wrapping).
+  const dock = document.querySelector(".dock");
+  new ResizeObserver(() => {
+    document.documentElement.style.setProperty("--dock-height", `${dock.offsetHeight}px`);
+  }).observe(dock);
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(() => session?.relayout(), 200);
+    resizeTimer = setTimeout(() => session?.relayout(), 100);
   });
   ui.mic.addEventListener("click", () => session?.setMic(!session.me.mic));
   ui.cam.addEventListener("click", () => session?.setCam(!session.me.cam));

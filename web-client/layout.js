@@ -21,6 +21,22 @@ export function paginate(items, pageSize, page) {
   return { page: current, pages, shown: items.slice(current * pageSize, (current + 1) * pageSize) };
 }
 
+// Columns that make n 16:9 tiles as large as possible in width × height.
+export function bestColumns(n, width, height, gap) {
+  let best = { columns: 1, tileWidth: 0 };
+  for (let columns = 1; columns <= Math.max(1, n); columns += 1) {
+    const rows = Math.ceil(n / columns);
+    const byWidth = (width - gap * (columns - 1)) / columns;
+    const byHeight = ((height - gap * (rows - 1)) / rows) * (16 / 9);
+    const tileWidth = Math.min(byWidth, byHeight);
+    if (tileWidth > best.tileWidth) best = { columns, tileWidth };
+  }
+  return best;
+}
+
+const MIN_TILE_WIDTH = 200; // below this the page scrolls rather than shrinking tiles
+const GRID_GAP = 12;
+
 export class StageLayout {
   // container: the #tiles element; pager: {root, prev, next, label}; t: translator.
   constructor(container, pager, t) {
@@ -33,6 +49,26 @@ export class StageLayout {
     pager.prev.addEventListener("click", () => this.turn(-1));
     pager.next.addEventListener("click", () => this.turn(1));
     this.apply = () => {};
+  }
+
+  // Sizes the grid so its tiles fill the space between the top bar and the
+  // dock (n = 0: leave it to the stylesheet).
+  fit(n) {
+    const style = this.container.style;
+    if (!n) {
+      style.gridTemplateColumns = "";
+      style.justifyContent = "";
+      return;
+    }
+    const top = this.container.getBoundingClientRect().top + scrollY;
+    const dock = document.querySelector(".dock")?.offsetHeight ?? 0;
+    const pager = this.pager.root.hidden ? 0 : 64;
+    const height = innerHeight - top - dock - pager - 16;
+    const width = this.container.clientWidth;
+    const { columns, tileWidth } = bestColumns(n, width, height, GRID_GAP);
+    const size = Math.max(Math.floor(tileWidth), Math.min(MIN_TILE_WIDTH, width));
+    style.gridTemplateColumns = `repeat(${columns}, ${size}px)`;
+    style.justifyContent = "safe center";
   }
 
   turn(delta) {
@@ -57,6 +93,7 @@ export class StageLayout {
       figure.classList.toggle("featured", figure === featured);
     }
     if (featured) this.container.prepend(featured);
+    this.fit(speakerLayout ? 0 : shown.length);
     this.pager.root.hidden = pages <= 1;
     this.pager.prev.disabled = page === 0;
     this.pager.next.disabled = page >= pages - 1;
