@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +21,8 @@ from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
 from signaling.turn import with_turn_credentials
+
+logger = logging.getLogger(__name__)
 
 SFU_KEY = web.AppKey("sfu", SfuService)
 SETTINGS_KEY = web.AppKey("settings", Settings)
@@ -61,37 +65,41 @@ async def index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(request.app[SETTINGS_KEY].web_client_dir / "index.html")
 
 
+class SignalingSocket(web.WebSocketResponse):
+    """The signaling WebSocket; remembers the room and participant its ``joined`` reply named,
+    so that log lines (signaling/logs.py) carry those ids."""
+
+    room: str | None = None
+    participant_id: str | None = None
+
+    async def send_json(self, data: Any, *args: Any, **kwargs: Any) -> None:
+        if isinstance(data, dict) and data.get("type") == "joined":
+            self.room, self.participant_id = data.get("room"), data.get("participant_id")
+            logger.info("participant %s joined room %s", self.participant_id, self.room)
+        await super().send_json(data, *args, **kwargs)
+
+
 async def websocket(request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
+    ws = SignalingSocket(max_msg_size=MAX_FRAME_BYTES, heartbeat=20)
     await ws.prepare(request)
     sockets = request.app[SOCKETS_KEY]
     sockets.add(ws)
+    connection.set(Connection(remote=request.remote, participant=lambda: ws.participant_id,
+                              room=lambda: ws.room))
+    opened = time.monotonic()
     try:
-        sfu = request.app[SFU_KEY]
         settings = request.app[SETTINGS_KEY]
         ice_servers = with_turn_credentials(settings.ice_servers, settings.turn_secret,
                                             settings.turn_ttl)
-        session = SignalingSession(ws, sfu, ice_servers, request.app[BOOKING_KEY].gate)
-        connection.set(_log_context(request, session, sfu))
+        session = SignalingSession(ws, request.app[SFU_KEY], ice_servers,
+                                   request.app[BOOKING_KEY].gate)
         await session.run()
     finally:
         sockets.discard(ws)
+        if ws.participant_id is not None:
+            logger.info("participant %s left room %s after %.0f s", ws.participant_id, ws.room,
+                        time.monotonic() - opened)
     return ws
-
-
-def _log_context(request: web.Request, session: SignalingSession,
-                 sfu: SfuService) -> Connection:
-    """Lets JSON log lines name the room and participant of this socket."""
-
-    def participant() -> str | None:
-        value = getattr(session, "_participant_id", None)
-        return value if isinstance(value, str) else None
-
-    def room() -> str | None:
-        member = participant()
-        return next((r.id for r in sfu.rooms.values() if member in r.participants), None)
-
-    return Connection(remote=request.remote, participant=participant, room=room)
 
 
 async def _close_everything(app: web.Application) -> None:

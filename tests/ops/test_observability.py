@@ -132,7 +132,7 @@ async def test_metrics_during_a_three_participant_call(visio_server: ServerProce
 async def test_a_join_with_a_token_never_reaches_the_log(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VISIO_LOG_FORMAT", "json")
-    monkeypatch.setenv("VISIO_LOG_LEVEL", "DEBUG")
+    monkeypatch.setenv("VISIO_LOG_LEVEL", "DEBUG")  # everything that is ever logged
     server = start_server(tmp_path)
     try:
         with urllib.request.urlopen(f"{server.base_url}/?room=salle-b&token={FORGED}",
@@ -153,8 +153,9 @@ async def test_a_join_with_a_token_never_reaches_the_log(
         stop_server(server)
     log = server.log()
     assert log.strip(), "the server logged nothing at DEBUG"
-    for line in log.splitlines():
-        if line.startswith("{"):
-            json.loads(line)
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    ids = [(line["room"], line["participant"]) for line in lines
+           if line["message"].startswith("participant ")]
+    assert ids == [("salle-b", peer.participant_id)] * 2, "join and leave, with their ids"
     signature = FORGED.rsplit(".", 1)[1]
     assert not re.search(re.escape(signature) + "|" + re.escape(FORGED[:60]), log)
