@@ -84,14 +84,14 @@ async def test_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer(
         assert [layer["rid"] for layer in layers] == ["q", "h", "f"]
 
         await pupil.page.evaluate(SET_TILE_WIDTH_JS, 240)  # a 180-px-tall thumbnail
-        await wait_for_height(pupil.page, 180, 15)
+        await wait_for_height(pupil.page, 180, 25)
         await pupil.page.screenshot(path=str(artifacts / "simulcast-small-tile.png"))
 
         await pupil.page.set_viewport_size({"width": 1400, "height": 1100})
         await pupil.page.evaluate(SET_TILE_WIDTH_JS, 1300)  # a 975-px-tall stage
         # Chrome may encode the top layer below 720p for a while (its own bandwidth
         # adaptation): the pupil must get whatever the top layer carries.
-        await wait_for_top_layer(pupil.page, visio_server, 25)
+        await wait_for_top_layer(pupil.page, visio_server, 40)
         await pupil.page.screenshot(path=str(artifacts / "simulcast-large-tile.png"))
 
         # Chrome subscribers answer transport-cc: the SFU estimates their links send-side.
