@@ -752,7 +752,7 @@ def format_report(result: ForwardResult) -> str:
             f"cpu{core} busy {v['busy_percent']:.1f} %, steal {v['steal_percent']:.1f} %"
             for core, v in sorted(result.cores.items()))),
         ("other load on SFU core", f"{result.other_load_on_sfu_core_percent:.1f} %"
-         + (" (NOT quiet: the figures above are inflated)"
+         + (" (NOT quiet: the figures above are perturbed; rerun on an idle machine)"
             if result.other_load_on_sfu_core_percent > QUIET_THRESHOLD else "")),
         ("versions", f"visio {env.get('revision')}, python {env.get('python')}, "
                      f"aiortc {env.get('aiortc')}, uvloop {env.get('uvloop')}, av {env.get('av')}"),
