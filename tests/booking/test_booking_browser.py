@@ -110,7 +110,7 @@ async def test_secretary_books_a_room_and_shares_the_link(browser: Any, served: 
         await page.locator("#participant-open").click()
         await page.get_by_role("heading", name="Rejoindre une salle").wait_for()
         room = parse_qs(urlsplit(participant_link).query)["room"][0]
-        await page.wait_for_function("document.querySelector('#room').value !== ''")
+        await page.wait_for_function("() => document.querySelector('#room').value !== ''")
         assert await page.locator("#room").input_value() == room
         assert await page.locator("#room").get_attribute("readonly") is not None
         await page.locator("#name").fill("Mme Martin")

@@ -34,7 +34,7 @@ async def test_rejoins_after_the_socket_closes(browser: Any, visio_server: Serve
 
         started = time.monotonic()
         await pupil.page.evaluate("window.visio.ws.close()")
-        await pupil.page.wait_for_function("document.body.classList.contains('reconnecting')",
+        await pupil.page.wait_for_function("() => document.body.classList.contains('reconnecting')",
                                            polling=20, timeout=3_000)
         await pupil.page.get_by_role("status").filter(has_text="reconnexion").wait_for()
         await pupil.page.screenshot(path=str(artifacts / "reconnecting-810.png"))
