@@ -12,16 +12,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     benches = parser.add_subparsers(dest="bench", required=True)
     forward = benches.add_parser(
         "forward",
-        help="SFU CPU per forwarded and per ingested packet, 1 publisher -> N subscribers",
-        description="Start `visio serve` pinned to one core, publish VP8 from one aiortc "
-                    "peer to N counting (non-decoding) aiortc subscribers from this process "
+        help="SFU CPU per forwarded and per ingested packet, P publishers -> N subscribers",
+        description="Start `visio serve` pinned to one core, publish VP8 from P aiortc "
+                    "peers to N counting (non-decoding) aiortc subscribers from this process "
                     "pinned to another core, and report the SFU's CPU time per packet over "
                     "a steady window.")
     defaults = ForwardOptions()
     forward.add_argument("--subscribers", type=int, default=defaults.subscribers,
                          help=f"subscribers in the room (default {defaults.subscribers})")
-    forward.add_argument("--duration", type=float, default=defaults.duration,
+    forward.add_argument("--publishers", type=int, default=defaults.publishers,
+                         help="publishers in the room, each sending its own VP8 to every "
+                              f"subscriber (default {defaults.publishers})")
+    forward.add_argument("--seconds", "--duration", dest="duration", type=float,
+                         default=defaults.duration,
                          help=f"measured window in seconds (default {defaults.duration:g})")
+    forward.add_argument("--repeats", type=int, default=defaults.repeats,
+                         help="sub-windows the window is cut into; the headline figures are "
+                              f"their medians (default {defaults.repeats})")
     forward.add_argument("--warmup", type=float, default=defaults.warmup,
                          help="seconds of traffic after every subscriber receives media and "
                               f"before the window opens (default {defaults.warmup:g})")
@@ -57,7 +64,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         options = ForwardOptions(
             subscribers=args.subscribers,
+            publishers=args.publishers,
             duration=args.duration,
+            repeats=args.repeats,
             warmup=args.warmup,
             max_warmup=args.max_warmup,
             width=args.width,

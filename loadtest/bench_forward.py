@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
+import math
 import os
 import platform
 import re
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,7 +70,11 @@ COUNTERS_REPORTED = (
 @dataclass
 class ForwardOptions:
     subscribers: int = 20
-    duration: float = 10.0
+    duration: float = 10.0  # the measured window (``--seconds``)
+    publishers: int = 1
+    # The window is cut into this many equal sub-windows; the headline figures are the
+    # medians of the sub-windows' ratios, so one perturbed second does not move them.
+    repeats: int = 5
     warmup: float = 5.0
     width: int = 640
     height: int = 480
@@ -85,8 +92,13 @@ class ForwardOptions:
     def validate(self) -> None:
         if self.subscribers < 1:
             raise ValueError("--subscribers must be at least 1")
+        if not 1 <= self.publishers <= 8:
+            raise ValueError("--publishers must be between 1 and 8")
         if not self.duration > 0 or self.warmup < 0:
-            raise ValueError("--duration must be positive and --warmup not negative")
+            raise ValueError("--seconds must be positive and --warmup not negative")
+        if not 1 <= self.repeats <= 60 or self.duration / self.repeats < 0.5:
+            raise ValueError("--repeats must be between 1 and 60, with sub-windows of at "
+                             "least 0.5 s")
         if self.max_warmup < self.warmup:
             raise ValueError("--max-warmup must be at least --warmup")
         if self.width < 16 or self.height < 16 or self.width % 2 or self.height % 2:
@@ -105,8 +117,12 @@ class ForwardOptions:
     def command(self) -> str:
         """The command line that reproduces a run with these options."""
         defaults = ForwardOptions()
-        parts = ["visio", "bench", "forward", f"--subscribers {self.subscribers}",
-                 f"--duration {self.duration:g}", f"--warmup {self.warmup:g}"]
+        parts = ["visio", "bench", "forward", f"--subscribers {self.subscribers}"]
+        if self.publishers != defaults.publishers:
+            parts.append(f"--publishers {self.publishers}")
+        parts += [f"--seconds {self.duration:g}", f"--warmup {self.warmup:g}"]
+        if self.repeats != defaults.repeats:
+            parts.append(f"--repeats {self.repeats}")
         if self.max_warmup != defaults.max_warmup:
             parts.append(f"--max-warmup {self.max_warmup:g}")
         if (self.width, self.height) != (defaults.width, defaults.height):
@@ -127,6 +143,14 @@ class ForwardOptions:
 @dataclass
 class ForwardResult:
     command: str
+    # The headline: medians over the window's sub-windows (see ``ForwardOptions.repeats``).
+    sfu_cpu_us_per_forwarded_packet: float
+    sfu_cpu_us_per_ingested_packet: float  # ingested = RTP packets received from publishers
+    forwarded_pps: float
+    ingested_pps: float
+    loss_pct: float  # publisher -> SFU and SFU -> subscriber losses combined
+    sfu_cpu_pct: float  # of one core
+    publishers: int
     subscribers: int
     media: str
     warmup_s: float  # from the first packet at every subscriber to the window's start
@@ -156,6 +180,7 @@ class ForwardResult:
     publisher_packets_sent: int
     generator_cpu_percent: float
     sfu_rss_mb: float
+    samples: list[dict[str, float]] = field(default_factory=list)  # one per sub-window
     cores: dict[int, dict[str, float]] = field(default_factory=dict)  # busy/steal % per core
     other_load_on_sfu_core_percent: float = 0.0  # busy time of the SFU's core not the SFU's
     counters_delta: dict[str, int] = field(default_factory=dict)
@@ -376,16 +401,18 @@ class SyntheticVideo(VideoStreamTrack):
 class BenchPublisher:
     """Joins the room and publishes VP8 (and optionally Opus) from this process."""
 
-    def __init__(self, base_url: str, room: str, options: ForwardOptions) -> None:
+    def __init__(self, base_url: str, room: str, options: ForwardOptions,
+                 name: str = "publisher") -> None:
         self.signaling = SignalingClient(base_url)
         self.room = room
+        self.name = name
         self.options = options
         self.pc: RTCPeerConnection = new_peer_connection()
 
     async def start(self) -> None:
         await self.signaling.connect()
         await self.signaling.request({"type": "join", "v": 1, "room": self.room,
-                                      "name": "publisher"})
+                                      "name": self.name})
         options = self.options
         if options.audio:
             self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
@@ -540,7 +567,7 @@ class _Snapshot:
 
 
 async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
-                    publisher: BenchPublisher,
+                    publishers: list[BenchPublisher],
                     subscribers: list[CountingSubscriber]) -> _Snapshot:
     sfu_user, sfu_system = process_cpu_times(pid)
     cores = core_times()
@@ -553,12 +580,13 @@ async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
     counters: dict[str, int] = stats["counters"]
     # The server read its counters somewhere during the request: compare at the midpoint.
     delivered = [(a + s.packets) // 2 for a, s in zip(before, subscribers, strict=True)]
-    return _Snapshot(at, sfu_user, sfu_system, counters, delivered, await publisher.packets_sent(),
-                     generator_cpu, cores)
+    published = sum([await p.packets_sent() for p in publishers])
+    return _Snapshot(at, sfu_user, sfu_system, counters, delivered, published, generator_cpu,
+                     cores)
 
 
-async def _wait_until_flowing(options: ForwardOptions, publisher: BenchPublisher,
-                              subscribers: list[CountingSubscriber], server: _Server) -> None:
+async def _wait_until_flowing(options: ForwardOptions, subscribers: list[CountingSubscriber],
+                              server: _Server) -> None:
     deadline = time.monotonic() + options.ready_timeout
     while True:
         errors = [f"{s.name}: {e}" for s in subscribers for e in s.errors]
@@ -576,7 +604,8 @@ async def _wait_until_flowing(options: ForwardOptions, publisher: BenchPublisher
         await asyncio.sleep(0.1)
 
 
-async def _settle(options: ForwardOptions, publisher: BenchPublisher) -> tuple[float, bool]:
+async def _settle(options: ForwardOptions,
+                  publishers: list[BenchPublisher]) -> tuple[float, bool]:
     """Warm up: at least ``warmup`` s, then until the encoder's bitrate stopped moving.
 
     aiortc's VP8 encoder starts at 500 kbit/s and follows the SFU's REMB up to
@@ -585,14 +614,15 @@ async def _settle(options: ForwardOptions, publisher: BenchPublisher) -> tuple[f
     Returns the warm-up used and whether the bitrate settled.
     """
     started = time.monotonic()
-    initial = last = publisher.target_bitrate()
+    initial = last = [p.target_bitrate() for p in publishers]
     changed_at = started
     while True:
         now = time.monotonic()
-        target = publisher.target_bitrate()
+        target = [p.target_bitrate() for p in publishers]
         if target != last:
             last, changed_at = target, now
-        settled = target != initial and now - changed_at >= SETTLED_AFTER
+        moved = all(t != i for t, i in zip(target, initial, strict=True))
+        settled = moved and now - changed_at >= SETTLED_AFTER
         if now - started >= options.warmup and (settled or now - started >= options.max_warmup):
             return now - started, settled
         await asyncio.sleep(0.25)
@@ -601,7 +631,8 @@ async def _settle(options: ForwardOptions, publisher: BenchPublisher) -> tuple[f
 async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
     pid = server.process.pid
     room = f"bench-{secrets.token_hex(3)}"
-    publisher = BenchPublisher(server.base_url, room, options)
+    publishers = [BenchPublisher(server.base_url, room, options, f"publisher{i}")
+                  for i in range(options.publishers)]
     if options.transport_cc:
         configure_aiortc()  # this process's aiortc then answers transport-cc
     subscribers = [CountingSubscriber(server.base_url, room, f"sub{i:02d}",
@@ -609,36 +640,63 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
                    for i in range(options.subscribers)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         try:
-            await publisher.start()
+            for publisher in publishers:
+                await publisher.start()
             for subscriber in subscribers:
                 await subscriber.start()
-            await _wait_until_flowing(options, publisher, subscribers, server)
-            warmup, settled = await _settle(options, publisher)
-            target_start = publisher.target_bitrate()
-            start = await _snapshot(http, server.base_url, pid, publisher, subscribers)
-            per_second: list[float] = []
-            previous_at, previous = start.at, sum(start.delivered)
-            end_at = start.at + options.duration
-            while (now := time.monotonic()) < end_at:
-                await asyncio.sleep(min(1.0, end_at - now))
-                at, total = time.monotonic(), sum(s.packets for s in subscribers)
-                if at - previous_at >= 0.5:
-                    per_second.append((total - previous) / (at - previous_at))
-                previous_at, previous = at, total
-            end = await _snapshot(http, server.base_url, pid, publisher, subscribers)
+            await _wait_until_flowing(options, subscribers, server)
+            warmup, settled = await _settle(options, publishers)
+            target_start = sum(p.target_bitrate() for p in publishers)
+            snapshots = [await _snapshot(http, server.base_url, pid, publishers, subscribers)]
+            step = options.duration / options.repeats
+            for index in range(1, options.repeats + 1):
+                delay = snapshots[0].at + index * step - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                snapshots.append(await _snapshot(http, server.base_url, pid, publishers,
+                                                 subscribers))
             rss = resident_mb(pid)
-            target_end = publisher.target_bitrate()
+            target_end = sum(p.target_bitrate() for p in publishers)
             env = environment(options, pid)
         finally:
-            await asyncio.gather(*(s.close() for s in subscribers), publisher.close(),
-                                 return_exceptions=True)
-    return _result(options, start, end, per_second, rss, env,
-                   (warmup, settled, target_start, target_end))
+            await asyncio.gather(*(s.close() for s in subscribers),
+                                 *(p.close() for p in publishers), return_exceptions=True)
+    return _result(options, snapshots, rss, env, (warmup, settled, target_start, target_end))
 
 
-def _result(options: ForwardOptions, start: _Snapshot, end: _Snapshot, per_second: list[float],
-            rss: float, env: dict[str, Any],
-            warmup: tuple[float, bool, int, int]) -> ForwardResult:
+def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
+    """The headline figures of one span between two snapshots."""
+    span = end.at - start.at
+    cpu = end.sfu_user + end.sfu_system - start.sfu_user - start.sfu_system
+    packets_in = end.counters["rtp_packets_in"] - start.counters["rtp_packets_in"]
+    packets_out = end.counters["rtp_packets_out"] - start.counters["rtp_packets_out"]
+    delivered = sum(end.delivered) - sum(start.delivered)
+    published = end.published - start.published
+    # Loss on both hops; packets the SFU chose not to forward (a paused layer) are not loss.
+    reached_sfu = min(1.0, packets_in / published) if published else 1.0
+    reached_subscribers = min(1.0, delivered / packets_out) if packets_out else 1.0
+    return {
+        "seconds": round(span, 3),
+        "sfu_cpu_us_per_forwarded_packet": cpu * 1e6 / packets_out if packets_out else math.nan,
+        "sfu_cpu_us_per_ingested_packet": cpu * 1e6 / packets_in if packets_in else math.nan,
+        "forwarded_pps": packets_out / span,
+        "ingested_pps": packets_in / span,
+        "loss_pct": 100 * (1 - reached_sfu * reached_subscribers),
+        "sfu_cpu_pct": 100 * cpu / span,
+        "delivered_pps": delivered / span,
+    }
+
+
+def _median(samples: list[dict[str, float]], key: str) -> float:
+    values = [s[key] for s in samples if math.isfinite(s[key])]
+    return statistics.median(values) if values else math.nan
+
+
+def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
+            env: dict[str, Any], warmup: tuple[float, bool, int, int]) -> ForwardResult:
+    start, end = snapshots[0], snapshots[-1]
+    samples = [_ratios(a, b) for a, b in itertools.pairwise(snapshots)]
+    per_second = [s["delivered_pps"] for s in samples]
     window = end.at - start.at
     delta = {k: end.counters.get(k, 0) - start.counters.get(k, 0) for k in end.counters}
     packets_in, packets_out = delta["rtp_packets_in"], delta["rtp_packets_out"]
@@ -659,6 +717,13 @@ def _result(options: ForwardOptions, start: _Snapshot, end: _Snapshot, per_secon
         media += " + Opus"
     return ForwardResult(
         command=options.command(),
+        sfu_cpu_us_per_forwarded_packet=_median(samples, "sfu_cpu_us_per_forwarded_packet"),
+        sfu_cpu_us_per_ingested_packet=_median(samples, "sfu_cpu_us_per_ingested_packet"),
+        forwarded_pps=_median(samples, "forwarded_pps"),
+        ingested_pps=_median(samples, "ingested_pps"),
+        loss_pct=_median(samples, "loss_pct"),
+        sfu_cpu_pct=_median(samples, "sfu_cpu_pct"),
+        publishers=options.publishers,
         subscribers=options.subscribers,
         media=media,
         warmup_s=round(warmup[0], 2),
@@ -688,6 +753,7 @@ def _result(options: ForwardOptions, start: _Snapshot, end: _Snapshot, per_secon
         publisher_packets_sent=end.published - start.published,
         generator_cpu_percent=100 * (end.generator_cpu - start.generator_cpu) / window,
         sfu_rss_mb=round(rss, 1),
+        samples=samples,
         cores=cores,
         other_load_on_sfu_core_percent=round(other_load, 1),
         counters_delta={k: delta.get(k, 0) for k in COUNTERS_REPORTED},
@@ -723,24 +789,32 @@ def format_report(result: ForwardResult) -> str:
     counters = ", ".join(f"{k}={v}" for k, v in result.counters_delta.items() if v)
     rows = [
         ("command", result.command),
-        ("media", f"1 publisher ({result.media}) -> {result.subscribers} subscribers"),
+        ("media", f"{result.publishers} publisher(s) ({result.media} each) -> "
+                  f"{result.subscribers} subscribers"),
         ("warm-up", f"{result.warmup_s:.1f} s after every subscriber had media"
                     + ("" if result.bitrate_settled else " (encoder bitrate NOT settled)")),
         ("encoder target", f"{result.encoder_target_bps_start / 1e6:.2f} Mbit/s at the "
                            f"window's start, {result.encoder_target_bps_end / 1e6:.2f} at its end"),
-        ("window", f"{result.window_s:.2f} s"),
+        ("window", f"{result.window_s:.2f} s in {len(result.samples)} sub-windows "
+                   "(the lines marked * are their medians)"),
+        ("* µs SFU CPU / forwarded packet", f"{result.sfu_cpu_us_per_forwarded_packet:.1f}"),
+        ("* µs SFU CPU / ingested packet", f"{result.sfu_cpu_us_per_ingested_packet:.1f}"),
+        ("* forwarded / ingested packets/s", f"{result.forwarded_pps:.0f} / "
+                                             f"{result.ingested_pps:.0f}"),
+        ("* SFU CPU", f"{result.sfu_cpu_pct:.1f} % of one core"),
+        ("* loss", f"{result.loss_pct:.2f} %"),
         ("packets in", f"{result.packets_in}  ({result.in_pps:.0f}/s, "
                        f"{result.in_mbps:.2f} Mbit/s)"),
         ("packets out", f"{result.packets_out}  ({result.out_pps:.0f}/s)"),
         ("SFU CPU", f"{result.sfu_cpu_s:.2f} s = {result.sfu_cpu_percent:.1f} % of one core "
                     f"(user {result.sfu_user_s:.2f} s, system {result.sfu_system_s:.2f} s)"),
-        ("µs CPU / forwarded packet", f"{result.us_per_packet_out:.1f}"),
-        ("µs CPU / ingested packet", f"{result.us_per_packet_in:.1f}"),
+        ("µs CPU / forwarded packet", f"{result.us_per_packet_out:.1f} (whole window)"),
+        ("µs CPU / ingested packet", f"{result.us_per_packet_in:.1f} (whole window)"),
         ("delivered to subscribers", f"{result.delivered}  ({100 * result.delivery_ratio:.1f} % "
                                      f"of packets out; per subscriber "
                                      f"{result.delivered_per_subscriber_min}-"
                                      f"{result.delivered_per_subscriber_max})"),
-        ("delivery rate, 1-s samples", f"{result.delivered_pps_min:.0f}-"
+        ("delivery rate, sub-windows", f"{result.delivered_pps_min:.0f}-"
                                        f"{result.delivered_pps_max:.0f} packets/s"),
         ("publisher packets sent", str(result.publisher_packets_sent)),
         ("load generator CPU", f"{result.generator_cpu_percent:.1f} % of one core"),

@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 
 import pytest
 
 from loadtest import bench
-from loadtest.bench_forward import ForwardOptions, format_report, run_forward
+from loadtest.bench_forward import (
+    ForwardOptions,
+    ForwardResult,
+    format_report,
+    result_json,
+    run_forward,
+)
 
 pytestmark = pytest.mark.media
+
+HEADLINE = ("sfu_cpu_us_per_forwarded_packet", "sfu_cpu_us_per_ingested_packet", "forwarded_pps",
+            "sfu_cpu_pct")
+
+
+def assert_headline(result: ForwardResult, subscribers: int, publishers: int) -> dict[str, object]:
+    """The JSON's top-level headline keys exist, are finite and agree with the raw counts."""
+    data = json.loads(result_json(result))
+    for key in HEADLINE:
+        assert isinstance(data[key], float) and math.isfinite(data[key]) and data[key] > 0, key
+    assert math.isfinite(data["loss_pct"]) and 0 <= data["loss_pct"] <= 100
+    # Every ingested packet is forwarded to each subscriber: the two per-packet figures
+    # differ by the fan-out (medians of sub-windows, hence the tolerance).
+    fan_out = data["sfu_cpu_us_per_ingested_packet"] / data["sfu_cpu_us_per_forwarded_packet"]
+    assert 0.5 * subscribers <= fan_out <= 1.5 * subscribers, fan_out
+    assert data["forwarded_pps"] <= data["ingested_pps"] * subscribers * 1.5
+    assert len(data["samples"]) == len(result.samples) >= 2
+    assert data["publishers"] == publishers
+    return data
 
 
 def test_forward_bench_with_two_subscribers_reports_positive_finite_figures() -> None:
     pinnable = len(os.sched_getaffinity(0)) >= 2
     affinity_before = os.sched_getaffinity(0)
-    options = ForwardOptions(subscribers=2, duration=2.0, warmup=0.0, max_warmup=0.0,
+    options = ForwardOptions(subscribers=2, duration=2.0, repeats=2, warmup=0.0, max_warmup=0.0,
                              pin=pinnable, server_cpu=min(affinity_before),
                              client_cpu=max(affinity_before))
     result = run_forward(options)
@@ -34,6 +60,7 @@ def test_forward_bench_with_two_subscribers_reports_positive_finite_figures() ->
         assert math.isfinite(value) and value > 0, (name, value)
     assert result.counters_delta["consumer_errors"] == 0
     assert result.counters_delta["ingress_errors"] == 0
+    assert_headline(result, 2, 1)
     if pinnable:
         assert result.environment["sfu_cpus"] == [options.server_cpu]
     report = format_report(result)
@@ -45,19 +72,27 @@ def test_bench_forward_command_line_defaults() -> None:
     parser = argparse.ArgumentParser()
     bench.configure_parser(parser)
     args = parser.parse_args(["forward"])
-    assert (args.subscribers, args.duration, args.audio, args.json) == (20, 10.0, False, False)
-    args = parser.parse_args(["forward", "--subscribers", "3", "--audio", "--json"])
-    assert (args.subscribers, args.audio, args.json) == (3, True, True)
+    assert (args.subscribers, args.publishers, args.duration, args.audio, args.json) == (
+        20, 1, 10.0, False, False)
+    args = parser.parse_args(["forward", "--subscribers", "3", "--publishers", "2",
+                              "--seconds", "4", "--audio", "--json"])
+    assert (args.subscribers, args.publishers, args.duration, args.audio, args.json) == (
+        3, 2, 4.0, True, True)
+    assert bench.main(parser.parse_args(["forward", "--publishers", "0"])) == 2  # refused
 
 
-def test_forward_bench_with_transport_cc_subscribers() -> None:
-    """Subscribers that report transport-cc make the SFU stamp and estimate: still sane."""
+def test_forward_bench_with_transport_cc_subscribers_and_two_publishers() -> None:
+    """Subscribers that report transport-cc make the SFU stamp and estimate: still sane.
+
+    Two publishers: every subscriber receives both videos, so the room forwards 2 x 2.
+    """
     affinity = os.sched_getaffinity(0)
-    options = ForwardOptions(subscribers=2, duration=2.0, warmup=0.0, max_warmup=0.0,
-                             transport_cc=True, pin=len(affinity) >= 2,
+    options = ForwardOptions(subscribers=2, publishers=2, duration=2.0, repeats=2, warmup=0.0,
+                             max_warmup=0.0, transport_cc=True, pin=len(affinity) >= 2,
                              server_cpu=min(affinity), client_cpu=max(affinity))
     result = run_forward(options)
     assert result.packets_out > 0 and result.delivered > 0
     assert math.isfinite(result.us_per_packet_out) and result.us_per_packet_out > 0
     assert result.counters_delta["consumer_errors"] == 0
-    assert "--transport-cc" in result.command
+    assert "--transport-cc" in result.command and "--publishers 2" in result.command
+    assert_headline(result, 2, 2)
