@@ -6,6 +6,7 @@ import { TileWatcher } from "./constraints.js";
 import { pickLanguage, translator } from "./i18n.js";
 import { setIcon } from "./icons.js";
 import { StageLayout } from "./layout.js";
+import { Preview } from "./prejoin.js";
 
 const PROTOCOL_VERSION = 1;
 const GATHER_TIMEOUT_MS = 2000;
@@ -24,6 +25,9 @@ const CAMERA_ENCODINGS = [
   { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
   { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
+
+// Join refusals that no retry can cure (docs/protocol.md, error codes).
+const DEAD_LINK_ERRORS = new Set(["token_expired", "token_invalid", "wrong_room", "booking_cancelled"]);
 
 const lang = pickLanguage();
 const t = translator(lang);
@@ -68,7 +72,18 @@ const ui = {
   chatLog: $("chat-log"),
   chatForm: $("chat-form"),
   chatInput: $("chat-input"),
+  joinNotice: $("join-notice"),
 };
+
+const preview = new Preview({
+  video: $("preview"),
+  avatar: $("preview-off"),
+  cameraSelect: $("camera-select"),
+  micSelect: $("mic-select"),
+  level: $("mic-level"),
+  notice: $("media-notice"),
+  retry: $("media-retry"),
+}, t);
 
 // Read by the browser tests (getStats on both peer connections).
 window.visio = {
@@ -76,6 +91,8 @@ window.visio = {
   ws: null,
   // subscribe m-line mid -> {source_id, participant_id, kind} (for getStats per tile)
   tracks: () => Object.fromEntries(session?.midInfo ?? []),
+  // The pre-join preview's tracks ("kind:label"), while it runs.
+  preview: () => preview.stream?.getTracks().map((track) => `${track.kind}:${track.label}`) ?? null,
 };
 
 const layout = new StageLayout(
@@ -115,7 +132,9 @@ function errorText(msg) {
 }
 
 class Session {
-  constructor(room, name, token = null) {
+  // stream: the camera and microphone opened by the pre-join preview (it
+  // may lack either track, or both).
+  constructor(room, name, token, stream) {
     this.room = room;
     this.token = token; // a booking's join token, from the meeting link's ?token=
     this.name = name;
@@ -123,7 +142,7 @@ class Session {
     this.participantId = null;
     this.joined = false;
     this.closed = false;
-    this.localStream = null;
+    this.localStream = stream;
     this.pcConfig = null;
     this.pub = null;
     this.sub = null;
@@ -153,21 +172,8 @@ class Session {
     this.screenTransceiver = null;
   }
 
-  async start() {
-    setStatus(t("requestingMedia"));
-    try {
-      this.localStream = await navigator.mediaDevices.getUserMedia({
-        audio: true,
-        video: { width: 1280, height: 720 },
-      });
-    } catch (err) {
-      this.localStream = null;
-      setStatus(t("mediaDenied", { reason: err.name || String(err) }), "error");
-    }
-    if (this.closed) {
-      this.stopLocalMedia();
-      return;
-    }
+  start() {
+    if (!this.localStream?.getTracks().length) this.localStream = null;
     this.showLocalTile();
     renderControls(this);
     this.connect();
@@ -402,7 +408,11 @@ class Session {
     console.warn("visio: server error", msg);
     if (msg.code === "stale_revision") return; // a newer offer is on its way
     if (!this.joined && msg.id != null && msg.id === this.joinRequestId) {
-      this.end(errorText(msg), "error");
+      // Refused at the door (full, locked, expired link): back to the
+      // pre-join screen with its preview, the reason in plain words.
+      this.end(errorText(msg), "error", true);
+      // A link that can never work again: no point in trying it again.
+      if (DEAD_LINK_ERRORS.has(msg.code)) ui.join.disabled = true;
       return;
     }
     setStatus(errorText(msg), "error");
@@ -971,7 +981,9 @@ class Session {
     this.end(t("left"));
   }
 
-  end(statusText, kind = "info") {
+  // Back to the pre-join screen, saying why; preview: turn the camera on
+  // again there (a refused join), else leave it off (left, removed).
+  end(statusText, kind = "info", restartPreview = false) {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
@@ -993,8 +1005,7 @@ class Session {
     window.visio.ws = null;
     ui.chatLog.replaceChildren();
     ui.people.replaceChildren();
-    showForm();
-    setStatus(statusText, kind);
+    showForm(statusText, kind, restartPreview);
   }
 
   stopLocalMedia() {
@@ -1137,7 +1148,13 @@ function wireRoomControls() {
   });
 }
 
-function showForm() {
+function showForm(message = "", kind = "info", restartPreview = false) {
+  setStatus("");
+  ui.joinNotice.textContent = message;
+  ui.joinNotice.dataset.kind = kind;
+  ui.joinNotice.hidden = !message;
+  if (restartPreview) preview.start();
+  else preview.showStopped();
   ui.call.hidden = true;
   ui.controls.hidden = true;
   closePanel();
@@ -1185,10 +1202,15 @@ function onSubmit(event) {
   url.searchParams.set("room", room);
   history.replaceState(null, "", url);
   ui.join.disabled = true;
-  showCall(room);
+  ui.joinNotice.hidden = true;
   const token = new URLSearchParams(location.search).get("token");
-  session = new Session(room, name, token);
-  session.start();
+  setStatus(t("connecting"));
+  preview.start().then(() => {
+    if (session) return;
+    showCall(room);
+    session = new Session(room, name, token, preview.take());
+    session.start();
+  });
 }
 
 function init() {
@@ -1206,7 +1228,11 @@ function init() {
   const params = new URLSearchParams(location.search);
   ui.room.value = params.get("room") ?? "";
   // A meeting link fixes the room: only the name is left to type.
-  if (params.get("token")) ui.room.readOnly = true;
+  if (params.get("token")) {
+    ui.room.readOnly = true;
+    document.getElementById("room-field").hidden = true;
+    document.getElementById("join-heading").textContent = t("joinMeeting", { room: ui.room.value });
+  }
   try {
     ui.name.value = localStorage.getItem(NAME_STORAGE_KEY) ?? "";
   } catch {
@@ -1214,10 +1240,14 @@ function init() {
   }
   ui.form.addEventListener("submit", onSubmit);
   ui.leave.addEventListener("click", () => session?.leave());
-  window.addEventListener("pagehide", () => session?.leave());
+  window.addEventListener("pagehide", () => {
+    session?.leave();
+    preview.stop();
+  });
   if (!window.RTCPeerConnection || !navigator.mediaDevices) {
     setStatus(t("unsupportedBrowser"), "error");
   }
+  preview.start();
 }
 
 init();

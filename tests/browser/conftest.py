@@ -38,3 +38,20 @@ async def browser() -> AsyncIterator[object]:
             yield browser
         finally:
             await browser.close()
+
+
+@pytest.fixture
+async def prompting_browser() -> AsyncIterator[object]:
+    """Chromium that asks before opening devices, as a real one does: a context's
+    ``permissions`` say which the user allowed; the others are refused."""
+    playwright_api = pytest.importorskip("playwright.async_api")
+    executable = chromium_path()
+    if not os.access(executable, os.X_OK):
+        pytest.skip(f"no Chromium executable at {executable}")
+    args = [arg for arg in CHROMIUM_ARGS if arg != "--use-fake-ui-for-media-stream"]
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=executable, args=args)
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -90,7 +90,7 @@ async def test_state_chat_and_host_controls(browser: Any, visio_server: ServerPr
         # Host removes Léo (after confirming): he is back at the form, told why.
         host.page.once("dialog", lambda dialog: dialog.accept())
         await host.page.get_by_role("button", name="Exclure Léo").click()
-        await leo.page.get_by_role("status").filter(
+        await leo.page.get_by_role("alert").filter(
             has_text="Mme Martin vous a retiré").wait_for(timeout=TIMEOUT_MS)
         await leo.page.get_by_role("button", name="Rejoindre").wait_for()
         await tile_of(ines, leo).wait_for(state="detached", timeout=TIMEOUT_MS)
@@ -100,7 +100,7 @@ async def test_state_chat_and_host_controls(browser: Any, visio_server: ServerPr
         await ines.page.locator("#lock-label").wait_for(timeout=TIMEOUT_MS)
         page = leo.page
         await page.get_by_role("button", name="Rejoindre").click()
-        await page.get_by_role("status").filter(
+        await page.get_by_role("alert").filter(
             has_text="verrouillée").wait_for(timeout=TIMEOUT_MS)
         await host.page.screenshot(path=str(artifacts / "room-host-locked-1024.png"))
 
