@@ -3,13 +3,14 @@
 from sfu.aiortc_bridge import IceSettings
 from sfu.allocator import SourceConstraints
 from sfu.errors import InvalidSdp, RoomFull, SfuError, StaleRevision, UnknownParticipant
-from sfu.service import JoinResult, SfuService, SfuSettings
+from sfu.service import JoinResult, SfuApi, SfuService, SfuSettings
 
 __all__ = [
     "IceSettings",
     "InvalidSdp",
     "JoinResult",
     "RoomFull",
+    "SfuApi",
     "SfuError",
     "SfuService",
     "SfuSettings",

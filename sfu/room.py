@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from sfu.active_speaker import DominantSpeaker
 from sfu.participant import Event, Participant
 from sfu.producer import Producer
+
+if TYPE_CHECKING:
+    from sfu.pipe import RemoteMember
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +27,9 @@ class Room:
         self.id = room_id
         self.max_participants = max_participants
         self.participants: dict[str, Participant] = {}
+        # Participants served by another worker (a room larger than one worker, sfu/pipe.py):
+        # their sources arrive through pipes; they receive nothing from here.
+        self.remote: dict[str, RemoteMember] = {}
         self.speakers = DominantSpeaker()
         self.active_speaker: str | None = None  # participant id
         self._speaker_task: asyncio.Task[None] | None = None
@@ -32,7 +39,10 @@ class Room:
         return len(self.participants) >= self.max_participants
 
     def producers(self) -> list[Producer]:
-        return [p for member in self.participants.values() for p in member.producers.values()]
+        return [p for member in self.members() for p in member.producers.values()]
+
+    def members(self) -> list[Participant | RemoteMember]:
+        return [*self.participants.values(), *self.remote.values()]
 
     def broadcast(self, event: Event, *, exclude: str | None = None) -> None:
         for member in self.participants.values():
@@ -44,7 +54,7 @@ class Room:
         self.participants[participant.id] = participant
         await self._resubscribe([participant])
 
-    async def sources_changed(self, publisher: Participant, added: list[Producer],
+    async def sources_changed(self, publisher: Participant | RemoteMember, added: list[Producer],
                               removed: list[Producer]) -> None:
         for producer in added:
             self.broadcast({"type": "source_added", "source": producer.describe()},
@@ -72,6 +82,22 @@ class Room:
         self.broadcast({"type": "participant_left", "participant_id": participant.id})
         await self._resubscribe(list(self.participants.values()))
 
+    def add_remote(self, member: RemoteMember) -> None:
+        self.broadcast({"type": "participant_joined", "participant": member.describe()})
+        self.remote[member.id] = member
+
+    async def remove_remote(self, member_id: str) -> None:
+        """A participant of another worker left: their piped sources leave with them."""
+        member = self.remote.pop(member_id, None)
+        if member is None:
+            return
+        removed = list(member.producers.values())
+        member.producers.clear()
+        for producer in removed:
+            producer.close()
+        await self.sources_changed(member, [], removed)
+        self.broadcast({"type": "participant_left", "participant_id": member_id})
+
     async def _follow_speakers(self) -> None:
         """Announce the dominant speaker; each subscriber's allocator puts them first."""
         while True:
@@ -79,7 +105,7 @@ class Room:
             source = self.speakers.tick(time.monotonic())
             if source is None:
                 continue
-            speaker = next((m for m in self.participants.values()
+            speaker = next((m for m in self.members()
                             if any(p.id == source for p in m.producers.values())), None)
             if speaker is None or speaker.id == self.active_speaker:
                 continue

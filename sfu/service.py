@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sfu.aiortc_bridge import IceSettings, self_check
 from sfu.allocator import SourceConstraints
@@ -37,6 +37,23 @@ class JoinResult:
     events: asyncio.Queue[Event]
 
 
+class SfuApi(Protocol):
+    """What the signaling server calls: an in-process ``SfuService``, or the pool of worker
+    processes speaking to one each (signaling/workers.py, docs/ipc.md)."""
+
+    async def join(self, room_id: str, name: str) -> JoinResult: ...
+    async def publish(self, participant_id: str, offer_sdp: str) -> str: ...
+    async def answer_subscription(self, participant_id: str, revision: int,
+                                  answer_sdp: str) -> None: ...
+    def set_constraints(self, participant_id: str, sources: dict[str, SourceConstraints],
+                        order: list[str]) -> None: ...
+    async def leave(self, participant_id: str) -> None: ...
+    def room_size(self, room_id: str) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    async def current_stats(self) -> dict[str, Any]: ...
+    async def close(self) -> None: ...
+
+
 class SfuService:
     """Rooms of one process. Every method is safe to call with hostile input."""
 
@@ -52,15 +69,24 @@ class SfuService:
         """Fail at start-up, not mid-meeting, if aiortc's internals moved."""
         self_check()
 
-    async def join(self, room_id: str, name: str) -> JoinResult:
+    def room_for(self, room_id: str) -> Room:
         room = self.rooms.get(room_id)
         if room is None:
             room = self.rooms[room_id] = Room(room_id, self.settings.max_participants_per_room)
+        return room
+
+    def room_size(self, room_id: str) -> int:
+        """Participants of a room served here (0 for an unknown room)."""
+        room = self.rooms.get(room_id)
+        return len(room.participants) if room is not None else 0
+
+    async def join(self, room_id: str, name: str) -> JoinResult:
+        room = self.room_for(room_id)
         if room.full:
             raise RoomFull(f"room {room_id} already has {room.max_participants} participants")
         participant = Participant(name=name, ice=self.settings.ice, counters=self.counters,
                                   on_connection_failed=self._connection_failed)
-        others = [m.describe() for m in room.participants.values()]
+        others = [m.describe() for m in room.members()]
         sources = [p.describe() for p in room.producers()]
         self._where[participant.id] = room
         await room.add(participant)
@@ -119,6 +145,9 @@ class SfuService:
                             for m in room.participants.values()},
             "counters": self.counters.as_dict(),
         }
+
+    async def current_stats(self) -> dict[str, Any]:
+        return self.stats()
 
     async def close(self) -> None:
         for participant_id in list(self._where):

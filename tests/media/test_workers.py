@@ -1,0 +1,132 @@
+"""``visio serve --workers 2``: rooms in SFU worker processes, relayed between them, and
+surviving a killed worker. Real aiortc peers over UDP on 127.0.0.1, frames decoded."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ServerProcess, start_server, stop_server
+from tests.media.peer import Received, TestPeer
+
+pytestmark = pytest.mark.media
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Two workers, and a room spans the second as soon as the first serves one of its
+    participants: every pair of participants is then split across the workers."""
+    server = start_server(tmp_path, "--workers", "2", "--room-participants-per-worker", "1")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def frames_from(receiver: TestPeer, sender: TestPeer) -> int:
+    return (receiver.video_from(sender.participant_id or "") or Received("")).frames
+
+
+def workers(server: ServerProcess) -> list[dict[str, Any]]:
+    stats: list[dict[str, Any]] = server.stats()["workers"]
+    return stats
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def test_participant_on_one_worker_decodes_a_publisher_on_the_other(
+        two_workers: ServerProcess) -> None:
+    alice = TestPeer(two_workers.base_url, "spread", "alice", size=(320, 240))
+    bob = TestPeer(two_workers.base_url, "spread", "bob", size=(256, 192))
+    carol = TestPeer(two_workers.base_url, "spread", "carol")
+    try:
+        for peer in (alice, bob):
+            await peer.join()
+        for peer in (alice, bob):
+            await peer.publish()
+        await alice.wait_for(lambda: frames_from(alice, bob) > 10, 20, "video from bob")
+        await bob.wait_for(lambda: frames_from(bob, alice) > 10, 20, "video from alice")
+        served = workers(two_workers)
+        # One participant per worker: each one's video crossed the pipe to reach the other.
+        assert [w["participants"] for w in served] == [1, 1], served
+        assert all(w["alive"] and w["pipes"] == 1 for w in served), served
+        record = alice.video_from(bob.participant_id or "")
+        assert record is not None and record.sizes == {bob.size}
+        # A late joiner lands on one of the two workers: the other's publisher must send it
+        # a keyframe, asked for across the pipe (PLI), for its first frame.
+        await carol.join()
+        await carol.wait_for(lambda: frames_from(carol, alice) > 0 and frames_from(carol, bob) > 0,
+                             10, "a first frame from alice and from bob")
+        stats = two_workers.stats()
+        assert stats["participants"] == 3 and stats["producers"] == 4
+        assert stats["counters"]["consumer_errors"] == 0
+        assert stats["counters"]["ingress_errors"] == 0
+    finally:
+        for peer in (alice, bob, carol):
+            await peer.close()
+
+
+async def rejoin(base_url: str, peer: TestPeer) -> TestPeer:
+    """What the web client does when its socket closes: join again and republish."""
+    await peer.close()
+    fresh = TestPeer(base_url, peer.room, peer.name, size=peer.size)
+    await fresh.join()
+    await fresh.publish()
+    return fresh
+
+
+async def test_killed_worker_participants_rejoin_and_decode_within_10_s(
+        two_workers: ServerProcess) -> None:
+    peers = [TestPeer(two_workers.base_url, "sturdy", name, size=size)
+             for name, size in (("alice", (320, 240)), ("bob", (256, 192)))]
+    try:
+        for peer in peers:
+            await peer.join()
+        for peer in peers:
+            await peer.publish()
+        a, b = peers
+        await a.wait_for(lambda: frames_from(a, b) > 5, 20, "video from bob")
+        await b.wait_for(lambda: frames_from(b, a) > 5, 20, "video from alice")
+        before = workers(two_workers)
+        victim = before[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed_at = time.monotonic()
+        # The participant it served is told (``left``) and its socket closes.
+        await wait_until(lambda: any(p.signaling.closed.is_set() for p in peers), 5,
+                         "the killed worker's participant to be disconnected")
+        victims = [p for p in peers if p.signaling.closed.is_set()]
+        assert len(victims) == 1
+        left = [e for e in victims[0].events if e["type"] == "left"]
+        assert left and left[0]["reason"] == "worker_failed"
+        with urllib.request.urlopen(two_workers.base_url + "/healthz", timeout=5) as response:
+            assert response.status == 200
+        index = peers.index(victims[0])
+        peers[index] = await rejoin(two_workers.base_url, victims[0])
+        a, b = peers
+        await a.wait_for(lambda: frames_from(a, b) > 5, 10 - (time.monotonic() - killed_at),
+                         "video from bob again")
+        await b.wait_for(lambda: frames_from(b, a) > 5, 10 - (time.monotonic() - killed_at),
+                         "video from alice again")
+        assert time.monotonic() - killed_at < 10
+        await wait_until(lambda: all(w["alive"] for w in workers(two_workers)), 20,
+                         "the killed worker to be restarted")
+        after = workers(two_workers)
+        assert after[0]["restarts"] == 1 and after[0]["pid"] != victim["pid"]
+        assert two_workers.process.poll() is None
+    finally:
+        for peer in peers:
+            await peer.close()
