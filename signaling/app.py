@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sfu import SfuService, SfuSettings
+from sfu import SfuApi, SfuService, SfuSettings
 from signaling.booking.context import BOOKING_KEY
 from signaling.booking.setup import install_booking
 from signaling.logs import Connection, connection
@@ -21,10 +21,11 @@ from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
 from signaling.turn import with_turn_credentials
+from signaling.workers import PoolSettings, WorkerPool
 
 logger = logging.getLogger(__name__)
 
-SFU_KEY = web.AppKey("sfu", SfuService)
+SFU_KEY = web.AppKey("sfu", SfuApi)
 SETTINGS_KEY = web.AppKey("settings", Settings)
 SOCKETS_KEY = web.AppKey("sockets", set[web.WebSocketResponse])
 
@@ -33,8 +34,7 @@ def create_app(settings: Settings) -> web.Application:
     SfuService.check_environment()
     app = web.Application()
     app[SETTINGS_KEY] = settings
-    app[SFU_KEY] = SfuService(SfuSettings(ice=settings.ice,
-                                          max_participants_per_room=settings.max_participants_per_room))
+    app[SFU_KEY] = _media_plane(app, settings)
     app[SOCKETS_KEY] = set()
     install_security_headers(app)  # CSP, frame-ancestors, no-referrer, nosniff, HSTS on HTTPS
     install_rate_limits(app, settings.rate_limits)  # per address: /ws, /api/v1/, logins
@@ -50,13 +50,32 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def _media_plane(app: web.Application, settings: Settings) -> SfuApi:
+    """The SFU in this process (``--workers 0``), or a pool of worker processes."""
+    if settings.workers <= 0:
+        return SfuService(SfuSettings(ice=settings.ice,
+                                      max_participants_per_room=settings.max_participants_per_room))
+    pool = WorkerPool(PoolSettings(
+        workers=settings.workers, ice=settings.ice,
+        max_participants_per_room=settings.max_participants_per_room,
+        room_participants_per_worker=settings.room_participants_per_worker,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel())))
+
+    async def start(app: web.Application) -> None:
+        await pool.start()
+
+    app.on_startup.append(start)
+    return pool
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 async def stats(request: web.Request) -> web.Response:
-    body: dict[str, Any] = request.app[SFU_KEY].stats()
-    body["decoder_threads"] = sum(1 for t in threading.enumerate() if t.name.endswith("-decoder"))
+    body: dict[str, Any] = await request.app[SFU_KEY].current_stats()
+    body["decoder_threads"] = body.get("decoder_threads", 0) + sum(
+        1 for t in threading.enumerate() if t.name.endswith("-decoder"))
     body["threads"] = threading.active_count()
     return web.json_response(body)
 

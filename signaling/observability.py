@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from sfu import SfuService
+from sfu import SfuApi, SfuService
 from signaling.ratelimit import RATE_LIMITS_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -77,7 +77,7 @@ class Histogram:
 class Monitor:
     """Samples event-loop lag (sleep overshoot) and subscribers' bandwidth estimates."""
 
-    def __init__(self, sfu: SfuService, interval: float = SAMPLE_INTERVAL) -> None:
+    def __init__(self, sfu: SfuApi, interval: float = SAMPLE_INTERVAL) -> None:
         self._sfu = sfu
         self._interval = interval
         self.loop_lag = Histogram(LAG_BUCKETS)
@@ -128,14 +128,14 @@ MONITOR_KEY = web.AppKey("monitor", Monitor)
 READINESS_KEY = web.AppKey("readiness", Readiness)
 
 
-def install_observability(app: web.Application, sfu: SfuService,
+def install_observability(app: web.Application, sfu: SfuApi,
                           sockets: set[web.WebSocketResponse]) -> None:
     """Routes ``/metrics`` and ``/readyz``; the monitor runs between startup and shutdown."""
     monitor = app[MONITOR_KEY] = Monitor(sfu)
     readiness = app[READINESS_KEY] = Readiness()
 
     async def metrics(request: web.Request) -> web.Response:
-        text = render_metrics(sfu.stats(), monitor, len(sockets))
+        text = render_metrics(await sfu.current_stats(), monitor, len(sockets))
         limits = request.app.get(RATE_LIMITS_KEY)
         if limits is not None:
             text += "# HELP visio_rate_limited_total requests refused with 429, by scope\n"
@@ -189,6 +189,7 @@ def render_metrics(stats: dict[str, Any], monitor: Monitor, websockets: int) -> 
         name, help_text = COUNTER_NAMES.get(key, (f"visio_sfu_{key}_total",
                                                   f"SFU counter {key}"))
         metric(name, "counter", help_text, value)
+    out.extend(worker_metrics(stats.get("workers") or []))
     metric("visio_subscriber_estimated_bandwidth_bps", "histogram",
            "each subscriber's estimated downlink bandwidth, sampled every 2 s")
     out.extend(monitor.subscriber_bandwidth.lines("visio_subscriber_estimated_bandwidth_bps"))
@@ -204,6 +205,41 @@ def render_metrics(stats: dict[str, Any], monitor: Monitor, websockets: int) -> 
            usage.ru_maxrss * 1024)
     metric("process_open_fds", "gauge", "open file descriptors", _open_fds())
     return "\n".join(out) + "\n"
+
+
+WORKER_GAUGES = (
+    ("visio_worker_up", "1 while the SFU worker process runs and answers", "alive"),
+    ("visio_worker_restarts", "times the SFU worker process was restarted", "restarts"),
+    ("visio_worker_rooms", "rooms (or room shards) served by the worker", "rooms"),
+    ("visio_worker_participants", "participants served by the worker", "participants"),
+    ("visio_worker_pipes", "pipes to other workers (rooms spanning workers)", "pipes"),
+)
+
+
+def worker_metrics(workers: list[dict[str, Any]]) -> list[str]:
+    """Per-worker lines (label ``worker``) when the SFU runs in worker processes."""
+    if not workers:
+        return []
+    out: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, values: Iterable[tuple[int, float]]) -> None:
+        out.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"))
+        out.extend(f'{name}{{worker="{index}"}} {_number(value)}' for index, value in values)
+
+    for name, help_text, key in WORKER_GAUGES:
+        family(name, "gauge", help_text, ((w["index"], float(w.get(key) or 0)) for w in workers))
+    family("visio_worker_cpu_ratio", "gauge", "CPU used by the worker over the last second "
+           "(1.0 = one core)", ((w["index"], w["load"]["cpu"]) for w in workers))
+    family("visio_worker_forwarded_packets_per_second", "gauge", "RTP packets the worker "
+           "forwarded per second over the last second",
+           ((w["index"], w["load"]["forwarded_pps"]) for w in workers))
+    keys = sorted({key for w in workers for key in w.get("counters", {})})
+    for key in keys:
+        name = COUNTER_NAMES.get(key, (f"visio_sfu_{key}_total", ""))[0]
+        family(name.replace("visio_", "visio_worker_", 1), "counter",
+               f"{key} of one SFU worker", ((w["index"], w["counters"].get(key, 0))
+                                            for w in workers))
+    return out
 
 
 def _open_fds() -> float:

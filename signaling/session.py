@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from sfu import SfuError, SfuService
+from sfu import SfuApi, SfuError
 from signaling.booking.gate import Admission, JoinGate, JoinRefused
 from signaling.meeting import Meeting, MeetingRegistry, Member, RateWindow, registry_for
 from signaling.protocol import (
@@ -56,7 +56,7 @@ ROOM_MESSAGE_WINDOW = 10.0
 class SignalingSession:
     """Serves one participant over one WebSocket, from join to leave."""
 
-    def __init__(self, ws: web.WebSocketResponse, sfu: SfuService,
+    def __init__(self, ws: web.WebSocketResponse, sfu: SfuApi,
                  ice_servers: list[dict[str, Any]], gate: JoinGate | None = None,
                  meetings: MeetingRegistry | None = None) -> None:
         self._ws = ws
@@ -142,10 +142,9 @@ class SignalingSession:
         # Development mode (no token): the first participant of a room is its host.
         if message.token is None and (meeting is None or not meeting.members):
             role = "host"
-        room = self._sfu.rooms.get(message.room)
         # No await between this count and the SFU adding the participant: no race.
-        if (admission.max_participants is not None and room is not None
-                and len(room.participants) >= admission.max_participants):
+        if (admission.max_participants is not None
+                and self._sfu.room_size(message.room) >= admission.max_participants):
             raise ProtocolError("room_full", f"this meeting is full ({admission.max_participants} "
                                              "participants)", request_id)
         result = await self._sfu.join(message.room, message.name)

@@ -55,6 +55,9 @@ class Settings:
     # TURN REST API (signaling/turn.py): per-socket credentials from a secret shared with coturn.
     turn_secret: str | None = None
     turn_ttl: int = DEFAULT_TTL
+    # SFU worker processes (signaling/workers.py); 0 runs the SFU in this process.
+    workers: int = 0
+    room_participants_per_worker: int = 30  # then a room spans one more worker
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +104,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="reverse proxy address or network whose X-Forwarded-For and "
                              "X-Forwarded-Proto are believed, repeatable; replaces "
                              "VISIO_TRUSTED_PROXIES (comma separated) when given")
+    parser.add_argument("--workers", type=int, default=_int_env("VISIO_WORKERS"),
+                        help="SFU worker processes, one per core; 0 runs the SFU inside the "
+                             "signaling process (env VISIO_WORKERS, default: the number of "
+                             "cores)")
+    parser.add_argument("--room-participants-per-worker", type=int,
+                        default=int(env("VISIO_ROOM_PARTICIPANTS_PER_WORKER", "30")),
+                        help="participants of one room a worker serves before the room "
+                             "spans another worker (env VISIO_ROOM_PARTICIPANTS_PER_WORKER, "
+                             "default 30; 0: never spread)")
     add_rate_limit_arguments(parser)
     add_storage_arguments(parser)
     parser.add_argument("--mode", choices=["development", "production"], default=env("VISIO_MODE"),
@@ -141,6 +153,16 @@ def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
                              "VISIO_SECRET_KEY; required in production mode)")
 
 
+def _int_env(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+
+
 def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
@@ -166,6 +188,8 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         turn_secret=args.turn_secret or None,
         turn_ttl=args.turn_ttl,
         max_participants_per_room=args.max_participants,
+        workers=args.workers if args.workers is not None else _cores(),
+        room_participants_per_worker=args.room_participants_per_worker,
         development=_development(args.mode, args.host),
         data_dir=args.data_dir,
         database_url=args.database_url or None,
@@ -179,6 +203,8 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         trusted_proxies=_networks(args.trusted_proxies if args.trusted_proxies is not None
                                   else _env_list("VISIO_TRUSTED_PROXIES")),
     )
+    if settings.workers < 0 or settings.room_participants_per_worker < 0:
+        raise ValueError("--workers and --room-participants-per-worker cannot be negative")
     if (settings.tls_cert is None) != (settings.tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together")
     return settings
