@@ -15,6 +15,8 @@ away from it per instance, without patching any class or module function:
   ``gather_candidates`` is replaced on the instance to bind one configured
   address and announce another (a public IP behind 1:1 NAT, or 127.0.0.1).
 
+The send fast path (SRTP protect + ``sendto`` on the nominated pair, no
+coroutines) lives beside it in ``srtp_wire.py``, under the same pins.
 ``self_check()`` runs at start-up and fails loudly if an upgrade moved any of this.
 """
 
@@ -54,12 +56,13 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
+from sfu.srtp_wire import RtpWire, wire_self_check
 from sfu.stats import SfuCounters
 from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
 
-PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0"}
+PINNED_VERSIONS = {"aiortc": "1.16.0", "aioice": "0.13.0", "pylibsrtp": "1.0.0"}
 
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -178,6 +181,7 @@ def self_check() -> None:
     for name in _SENDER_REPORT_FIELDS:
         if not hasattr(probe_sender, f"_RTCRtpSender__{name}"):
             problems.append(f"RTCRtpSender private field __{name} is missing")
+    problems.extend(wire_self_check())
     if problems:
         raise AiortcInternalsChanged("; ".join(problems))
     configure_aiortc()
@@ -549,11 +553,13 @@ class OutboundSlot:
 
     After each answer its negotiated parameters (SSRCs, payload types,
     extension ids) are refreshed from aiortc; the SFU's consumer writes packets
-    through ``send_rtp``.
+    through ``wire`` (all slots of one connection share its bundled transport's wire).
     """
 
-    def __init__(self, transceiver: RTCRtpTransceiver, on_feedback: FeedbackHandler) -> None:
+    def __init__(self, transceiver: RTCRtpTransceiver, on_feedback: FeedbackHandler,
+                 wire: RtpWire) -> None:
         self.transceiver = transceiver
+        self.wire = wire
         self.kind: str = transceiver.kind
         self.source_id: str | None = None
         self.mid: str | None = None
@@ -612,14 +618,12 @@ class OutboundSlot:
                 self.payload_types.setdefault(codec.mime_type, codec.payload_type)
         self.extension_ids = {ext.uri: ext.id for ext in transceiver._headerExtensions}
 
-    async def send_rtp(self, data: bytes) -> bool:
-        """Protect and send one packet; False (and counted) when the transport cannot send."""
-        try:
-            await self.transceiver.sender.transport._send_rtp(data)
+    def send_rtp(self, data: bytes) -> bool:
+        """Protect and send one whole packet; False (and counted) when it cannot go out."""
+        if self.wire.send(data, b""):
             return True
-        except Exception:
-            self.send_errors += 1
-            return False
+        self.send_errors += 1
+        return False
 
     def set_sender_report(self, ntp: int, rtp_timestamp: int, packets: int, octets: int) -> None:
         """Make aiortc's periodic SR carry the publisher's NTP/RTP mapping (lip sync)."""
@@ -641,6 +645,7 @@ class SubscribeConnection:
         self._on_feedback = on_feedback
         self._pc = new_peer_connection()
         self.slots: list[OutboundSlot] = []
+        self._wire: RtpWire | None = None
 
         @self._pc.on("connectionstatechange")
         async def _state_changed() -> None:
@@ -648,9 +653,10 @@ class SubscribeConnection:
 
     def add_slot(self, kind: str) -> OutboundSlot:
         transceiver = self._pc.addTransceiver(NeverTrack(kind, "idle"), direction="inactive")
-        if not self.slots:
+        if self._wire is None:  # BUNDLE: the first m-line's transport carries every slot
             self._guard_transport(transceiver.sender.transport)
-        slot = OutboundSlot(transceiver, self._on_feedback)
+            self._wire = RtpWire(transceiver.sender.transport)
+        slot = OutboundSlot(transceiver, self._on_feedback, self._wire)
         self.slots.append(slot)
         return slot
 
@@ -698,4 +704,5 @@ def ntp_now() -> int:
 
 
 def installed_versions() -> dict[str, str]:
-    return {"aiortc": aiortc.__version__, "aioice": metadata.version("aioice")}
+    return {"aiortc": aiortc.__version__, "aioice": metadata.version("aioice"),
+            "pylibsrtp": metadata.version("pylibsrtp")}

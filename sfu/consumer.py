@@ -7,6 +7,12 @@ offsets that map publisher sequence numbers and timestamps to the
 subscriber's, and rewrites each packet's header: SSRC, sequence number,
 timestamp, payload type, header-extension ids, MID value and a fresh
 abs-send-time.
+
+``forward`` runs once per packet per subscriber, so it is synchronous and
+patches a header laid out once per m-line (header_template.py) instead of
+building one; the wire (srtp_wire.py) protects and sends it without a
+coroutine. Retransmissions and the rare layouts the template cannot hold go
+the general way (``_rewrite``).
 """
 
 from __future__ import annotations
@@ -17,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from sfu.aiortc_bridge import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, MID_URI, OutboundSlot
 from sfu.bandwidth import SubscriberBandwidth
+from sfu.header_template import FIXED_HEADER, TRANSPORT_CC_VALUE, HeaderLayout, layout_header
 from sfu.packet_cache import PacketCache
-from sfu.rtp import abs_send_time_now, pack_extensions, pack_header, seq_newer
+from sfu.rtp import abs_send_time_now, pack_extensions, pack_header
 from sfu.stats import SfuCounters
 from sfu.twcc import TRANSPORT_CC_URI
 from sfu.vp8 import Vp8Descriptor, rewrite_counters
@@ -40,16 +47,27 @@ class _Segment:
 
 
 def _renumbered_vp8(packet: MediaPacket, vp8: Vp8Descriptor, segment: _Segment) -> bytes:
-    """A copy of the packet whose picture id and TL0PICIDX continue the subscriber's count."""
+    """The payload (from the descriptor on) with picture id and TL0PICIDX continuing the
+    subscriber's count. Subscribers that joined together share offsets, so the result is
+    kept on the packet for the next consumer with the same ones."""
+    key = (segment.picture_id, segment.tl0picidx)
+    cache = packet.renumbered
+    if cache is None:
+        cache = packet.renumbered = {}
+    else:
+        done = cache.get(key)
+        if done is not None:
+            return done
     start = packet.header.payload_start
-    payload = bytearray(packet.data[start:])
+    payload = bytearray(packet.payload)
     picture_id = tl0 = None
     if vp8.picture_id is not None:
         picture_id = (vp8.picture_id + segment.picture_id) % (1 << vp8.picture_id_bits)
     if vp8.tl0picidx is not None:
         tl0 = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
     rewrite_counters(payload, start, vp8, picture_id, tl0)
-    return packet.data[:start] + bytes(payload)
+    result = cache[key] = bytes(payload)
+    return result
 
 
 class Consumer:
@@ -82,6 +100,9 @@ class Consumer:
         self._retransmitted_at: dict[int, float] = {}
         self._extension_ids: tuple[int, int, int] = (0, 0, 0)
         self._mid_value = b""
+        self._layout: HeaderLayout | None = None  # None: build each header the general way
+        self._header = bytearray()  # the layout's template, patched in place per packet
+        self._sequencer = bandwidth.sequencer
 
     def __repr__(self) -> str:
         return f"Consumer({self.producer.id} -> {self.subscriber_id})"
@@ -94,6 +115,12 @@ class Consumer:
                                ids.get(AUDIO_LEVEL_URI, 0))
         self._mid_value = (slot.mid or "").encode()
         self._transport_cc_id = ids.get(TRANSPORT_CC_URI, 0)
+        mid_id, abs_id, level_id = self._extension_ids
+        self._layout = layout_header(
+            mid_id=mid_id, mid=self._mid_value, abs_send_time_id=abs_id,
+            audio_level_id=level_id if self.producer.kind == "audio" else 0,
+            transport_cc_id=self._transport_cc_id)
+        self._header = self._layout.new_buffer() if self._layout is not None else bytearray()
         self.active = True
         self.request_keyframe()
 
@@ -115,37 +142,75 @@ class Consumer:
             self.current_layer = None  # restart cleanly on a keyframe
             self.request_keyframe()
 
-    async def forward(self, packet: MediaPacket) -> None:
+    def forward(self, packet: MediaPacket) -> int:
+        """Send ``packet`` on if this subscriber should see it: the bytes sent, 0 if not."""
         if not self.active or self.paused:
-            return
+            return 0
         header = packet.header
         layer = packet.layer
         if layer != self.current_layer or header.ssrc != self._source_ssrc:
             # A switch to the target layer, the first packet, or a publisher restart:
             # video may only start on a keyframe of that layer.
             if layer != self.target_layer and layer != self.current_layer:
-                return
+                return 0
             if self.producer.kind == "video" and not packet.keyframe:
                 self.producer.request_keyframe(layer)
-                return
+                return 0
             self.current_layer = layer
             self._resync(packet)
-        elif seq_newer(self._first_sequence, header.sequence_number):
-            return  # older than the point where this subscriber joined the stream
+        elif 0 < ((self._first_sequence - header.sequence_number) & 0xFFFF) < 0x8000:
+            return 0  # older than the point where this subscriber joined the stream
+        slot = self.slot
+        media_pt = slot.payload_types.get(packet.mime_type)
+        if media_pt is None:
+            return 0  # the subscriber did not accept this codec
         sequence = (header.sequence_number + self._sequence_offset) & 0xFFFF
         segment = self._segment
-        data = self._rewrite(packet, sequence, segment)
-        if data is None:
-            return
+        timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
+        vp8 = packet.vp8
+        payload: bytes | memoryview = packet.payload
+        if vp8 is not None and (segment.picture_id or segment.tl0picidx):
+            payload = _renumbered_vp8(packet, vp8, segment)
+        layout = self._layout
+        if layout is None:
+            data = self._rewrite(packet, sequence, segment)
+            sent = len(data) if data is not None and slot.send_rtp(data) else 0
+        else:
+            buffer = self._header
+            FIXED_HEADER.pack_into(buffer, 0, packet.first_byte, packet.marker_bit | media_pt,
+                                   sequence, timestamp, slot.ssrc)
+            at = layout.abs_send_time_at
+            if at:
+                buffer[at:at + 3] = packet.abs_send_time
+            at = layout.audio_level_at
+            if at:
+                level = packet.audio_level
+                if level is None:
+                    buffer[at] = buffer[at + 1] = 0  # RFC 8285 padding: no level this time
+                else:
+                    buffer[at] = layout.audio_level_element
+                    buffer[at + 1] = level[0]
+            size = len(buffer) + len(payload)
+            at = layout.transport_cc_at
+            if at:
+                # The ingest time stands for the send time: the few microseconds of
+                # fan-out before this copy are the same for every packet of the stream.
+                TRANSPORT_CC_VALUE.pack_into(
+                    buffer, at, self._sequencer.next_sequence(packet.arrival_us, size + 16))
+            sent = size if slot.wire.send(buffer, payload) else 0
+            if not sent:
+                slot.send_errors += 1
         self._sent.put(sequence, (packet, segment))
-        slot = self.slot
-        if seq_newer((sequence + 1) & 0xFFFF, slot.next_sequence):
+        if 0 < ((sequence + 1 - slot.next_sequence) & 0xFFFF) < 0x8000:  # seq_newer
             slot.next_sequence = (sequence + 1) & 0xFFFF
-        slot.last_timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
-        slot.last_sent_at = time.monotonic()
-        if packet.vp8 is not None:
-            self._note_vp8_counters(packet.vp8, segment)
-        await self._send(data)
+        slot.last_timestamp = timestamp
+        slot.last_sent_at = packet.arrival
+        if vp8 is not None:
+            self._note_vp8_counters(vp8, segment)
+        if sent:
+            self.packets_sent += 1
+            self.octets_sent += sent
+        return sent
 
     def _resync(self, packet: MediaPacket) -> None:
         slot = self.slot
@@ -190,10 +255,10 @@ class Consumer:
             size = len(packet.data) + 24  # close enough for the estimator: header grows by ~10
             extensions.append((self._transport_cc_id, self._bandwidth.stamp(size)))
         timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
-        data = packet.data
+        payload: bytes | memoryview = packet.payload
         vp8 = packet.vp8
         if vp8 is not None and (segment.picture_id or segment.tl0picidx):
-            data = _renumbered_vp8(packet, vp8, segment)
+            payload = _renumbered_vp8(packet, vp8, segment)
         if rtx_sequence is None:
             return pack_header(
                 marker=header.marker,
@@ -202,8 +267,8 @@ class Consumer:
                 timestamp=timestamp,
                 ssrc=self.slot.ssrc,
                 extension_block=pack_extensions(extensions),
-                padded=header.payload_end < len(data),
-            ) + data[header.payload_start:]
+                padded=header.payload_end < len(packet.data),
+            ) + payload
         return pack_header(
             marker=header.marker,
             payload_type=payload_type if payload_type is not None else media_pt,
@@ -211,7 +276,7 @@ class Consumer:
             timestamp=timestamp,
             ssrc=ssrc if ssrc is not None else self.slot.ssrc,
             extension_block=pack_extensions(extensions),
-        ) + sequence.to_bytes(2, "big") + data[header.payload_start:header.payload_end]
+        ) + sequence.to_bytes(2, "big") + payload[:header.payload_size]
 
     def _note_vp8_counters(self, vp8: Vp8Descriptor, segment: _Segment) -> None:
         slot = self.slot
@@ -221,7 +286,7 @@ class Consumer:
         if vp8.tl0picidx is not None:
             slot.last_tl0picidx = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
 
-    async def retransmit(self, lost: list[int]) -> None:
+    def retransmit(self, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the producer's cache, as RTX when negotiated."""
         if not self.active or self._source_ssrc is None:
             return
@@ -244,7 +309,7 @@ class Consumer:
             if data is None:
                 continue
             self._counters.retransmissions += 1
-            await self._send(data)
+            self._send(data)
 
     def _retransmission(self, packet: MediaPacket, sequence: int,
                         segment: _Segment) -> bytes | None:
@@ -258,8 +323,8 @@ class Consumer:
         return self._rewrite(packet, sequence, segment, payload_type=rtx_pt,
                              ssrc=slot.rtx_ssrc, rtx_sequence=rtx_sequence)
 
-    async def _send(self, data: bytes) -> None:
-        if await self.slot.send_rtp(data):
+    def _send(self, data: bytes) -> None:
+        if self.slot.send_rtp(data):
             self.packets_sent += 1
             self.octets_sent += len(data)
             self._counters.rtp_packets_out += 1

@@ -243,7 +243,7 @@ class Participant:
             consumer.request_keyframe()
         if feedback.lost:
             self._counters.nacks_received += 1
-            await consumer.retransmit(list(feedback.lost))
+            consumer.retransmit(list(feedback.lost))
         if feedback.estimated_bitrate is not None:
             self.bandwidth.remb_bps = feedback.estimated_bitrate
         now = time.monotonic()
@@ -283,7 +283,7 @@ class Participant:
             cluster, count, interval = probe
             try:
                 for _ in range(count):
-                    await slot.send_rtp(self._padding(slot, cluster.cluster_id))
+                    slot.send_rtp(self._padding(slot, cluster.cluster_id))
                     self._counters.probe_packets += 1
                     await asyncio.sleep(interval)
             except Exception:

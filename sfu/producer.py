@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from sfu.active_speaker import SILENCE_LEVEL
 from sfu.allocator import DEFAULT_LAYER_BPS
+from sfu.header_template import FIRST_BYTE_WITH_EXTENSION, PADDING_BIT
 from sfu.keyframe_requests import KeyframeRequester
 from sfu.payload import keyframe_test_for
 from sfu.reception import NackTracker, ReceptionStats
-from sfu.rtp import RtpHeader
+from sfu.rtp import RtpHeader, abs_send_time_now
 from sfu.stats import SfuCounters
 from sfu.vp8 import Vp8Descriptor, is_keyframe_start, keyframe_size, parse_descriptor
 
@@ -40,7 +41,12 @@ LAYER_STALE_AFTER = 1.5  # seconds without packets: the publisher stopped this l
 
 @dataclass(slots=True)
 class MediaPacket:
-    """One publisher packet as every consumer sees it (RTX already unwrapped)."""
+    """One publisher packet as every consumer sees it (RTX already unwrapped).
+
+    What every copy needs and is the same for all of them (the payload view,
+    the header's first bytes, the send-time stamps) is computed here once per
+    packet rather than once per subscriber.
+    """
 
     data: bytes
     header: RtpHeader
@@ -49,6 +55,13 @@ class MediaPacket:
     keyframe: bool
     audio_level: bytes | None
     vp8: Vp8Descriptor | None
+    arrival: float = 0.0  # time.monotonic() when the SFU took it
+    arrival_us: int = 0  # the same in microseconds: transport-cc send times
+    abs_send_time: bytes = bytes(3)  # abs-send-time of this fan-out
+    payload: bytes | memoryview = b""  # from the payload header on, padding included
+    first_byte: int = FIRST_BYTE_WITH_EXTENSION  # V=2, X=1, and P when the source padded
+    marker_bit: int = 0
+    renumbered: dict[tuple[int, int], bytes] | None = None  # VP8 payloads by counter offsets
 
 
 @dataclass(slots=True)
@@ -210,12 +223,23 @@ class Producer:
             self._counters.rtp_padding_dropped += 1
             return
         packet = self._media_packet(layer, data, header, codec.mime_type, audio_level)
+        packet.arrival = now
+        packet.arrival_us = int(now * 1_000_000)
+        packet.abs_send_time = abs_send_time_now(time.time())
+        packets = octets = 0
         for consumer in self.consumers:
             try:
-                await consumer.forward(packet)
+                sent = consumer.forward(packet)
             except Exception:
                 self._counters.consumer_errors += 1
                 logger.exception("consumer %s failed; the publisher is unaffected", consumer)
+                continue
+            if sent:
+                packets += 1
+                octets += sent
+        counters = self._counters
+        counters.rtp_packets_out += packets
+        counters.rtp_bytes_out += octets
 
     def _media_packet(self, layer: Layer, data: bytes, header: RtpHeader, mime_type: str,
                       audio_level: bytes | None) -> MediaPacket:
@@ -233,8 +257,12 @@ class Producer:
             keyframe = test is not None and test(data, header.payload_start, header.payload_end)
         if keyframe:
             layer.keyframes.keyframe_received()
+        padded = header.payload_end < len(data)
         return MediaPacket(data=data, header=header, mime_type=mime_type, layer=layer.index,
-                           keyframe=keyframe, audio_level=audio_level, vp8=vp8)
+                           keyframe=keyframe, audio_level=audio_level, vp8=vp8,
+                           payload=memoryview(data)[header.payload_start:],
+                           first_byte=FIRST_BYTE_WITH_EXTENSION | (PADDING_BIT if padded else 0),
+                           marker_bit=0x80 if header.marker else 0)
 
     def media_ssrc(self, layer_index: int) -> int | None:
         return self.layers[layer_index].ssrc

@@ -1,0 +1,121 @@
+"""The send fast path: SRTP-protect a packet and hand it to the kernel, synchronously.
+
+aiortc sends an RTP packet through three coroutines (``RTCDtlsTransport._send_rtp``
+→ ``RTCIceTransport._send`` → aioice ``Connection.sendto`` → ``send_data``) and
+pylibsrtp's ``Session.protect`` allocates a length cell and copies twice. At
+fan-out that chain costs more than the encryption and the system call
+together, so once DTLS is up the SFU writes through a :class:`RtpWire`
+instead: one copy of header and payload into libsrtp's buffer, one
+``srtp_protect`` call, one ``sendto`` on the nominated ICE pair's socket.
+
+What it keeps from aiortc: the same SRTP session (so RTCP that aiortc still
+sends and the packets sent here share one crypto context and one rollover
+counter), and the pair aioice nominated (re-read on every packet, so an ICE
+pair change is followed at once; consent freshness still runs in aioice).
+What it gives up: aiortc's transport byte counters, which nothing in visio reads.
+
+Like aiortc_bridge.py, this module knows private attributes of pinned
+versions (aioice 0.13.0, pylibsrtp 1.0.0): :func:`wire_self_check` verifies them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aioice
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from pylibsrtp import Session
+from pylibsrtp._binding import ffi, lib
+
+logger = logging.getLogger(__name__)
+
+SRTP_TRAILER_ROOM = 16 + 4  # the longest SRTP auth tag / AEAD tag (plus MKI headroom)
+MAX_QUEUED_BYTES = 256 * 1024  # a transport whose socket stopped draining drops, never grows
+_CONNECTED = State.CONNECTED
+
+
+class RtpWire:
+    """Protect-and-send for one subscriber's (bundled) DTLS transport."""
+
+    __slots__ = ("_addr", "_buffer", "_capacity", "_cdata", "_context", "_dtls", "_length",
+                 "_nominated", "_pair", "_session", "_transport", "dropped_backlog")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._session: Session | None = None
+        self._context: Any = None
+        self._cdata: Any = None
+        self._buffer: Any = None
+        self._capacity = 0
+        self._length = ffi.new("int *")
+        self._nominated: dict[int, Any] | None = None
+        self._pair: Any = None
+        self._transport: Any = None
+        self._addr: Any = None
+        self.dropped_backlog = 0  # packets dropped because the socket stopped draining
+
+    def send(self, header: bytes | bytearray, payload: bytes | memoryview) -> bool:
+        """Send ``header + payload`` as one SRTP packet; False when it could not go out."""
+        dtls = self._dtls
+        stale = dtls._tx_srtp is not self._session or dtls._state is not _CONNECTED
+        if stale and not self._bind_session():
+            return False
+        nominated = self._nominated
+        if nominated is None:
+            nominated = self._nominated = dtls.transport._connection._nominated
+        pair = nominated.get(1)
+        if pair is not self._pair:
+            if pair is None:
+                return False
+            self._pair = pair
+            self._transport = pair.protocol.transport
+            self._addr = pair.remote_addr
+        transport = self._transport
+        if transport.get_write_buffer_size() > MAX_QUEUED_BYTES:
+            self.dropped_backlog += 1
+            return False
+        head = len(header)
+        size = head + len(payload)
+        if size > self._capacity:
+            return False
+        buffer = self._buffer
+        buffer[0:head] = header
+        buffer[head:size] = payload
+        length = self._length
+        length[0] = size
+        if lib.srtp_protect(self._context, self._cdata, length):
+            return False
+        transport.sendto(buffer[0:length[0]], self._addr)
+        return True
+
+    def _bind_session(self) -> bool:
+        dtls = self._dtls
+        session = dtls._tx_srtp
+        if dtls._state is not _CONNECTED or session is None:
+            return False
+        self._session = session
+        self._context = session._srtp[0]
+        self._cdata = session._cdata
+        self._buffer = session._buffer
+        self._capacity = len(session._buffer) - SRTP_TRAILER_ROOM
+        return True
+
+
+def wire_self_check() -> list[str]:
+    """The private attributes :class:`RtpWire` reads; an empty list when all are there."""
+    problems = []
+    session = Session()
+    for name in ("_srtp", "_cdata", "_buffer"):
+        if not hasattr(session, name):
+            problems.append(f"pylibsrtp.Session instance attribute {name} is missing")
+    if not hasattr(lib, "srtp_protect"):
+        problems.append("pylibsrtp's lib.srtp_protect is missing")
+    if not hasattr(aioice.Connection(ice_controlling=False), "_nominated"):
+        problems.append("aioice.Connection instance attribute _nominated is missing")
+    pair_class = aioice.ice.CandidatePair
+    if "protocol" not in pair_class.__init__.__code__.co_names:
+        problems.append("aioice CandidatePair no longer keeps its protocol")
+    if not isinstance(getattr(pair_class, "remote_addr", None), property):
+        problems.append("aioice CandidatePair.remote_addr is missing")
+    return problems
