@@ -23,6 +23,7 @@ ROOM_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_NAME_CHARS = 64
 MAX_REQUEST_ID_CHARS = 64
 MAX_TOKEN_CHARS = 4096
+MAX_REJOIN_CHARS = 64
 
 
 class ProtocolError(Exception):
@@ -40,6 +41,7 @@ class Join:
     room: str
     name: str
     token: str | None = None  # the booking's join token (JWT); see docs/protocol.md
+    rejoin: str | None = None  # the rejoin_key of this client's previous session (reconnection)
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,23 @@ class LowerHands:
     """Host command: lower every raised hand."""
 
 
-HostCommand = Mute | MuteAll | AskUnmute | RemoveParticipant | LockRoom | LowerHands
+@dataclass(frozen=True)
+class LectureMode:
+    """Host command: in lecture mode only hosts and presenters publish video."""
+
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class SetPresenter:
+    """Host command: grant (or revoke) one participant the right to present."""
+
+    participant_id: str
+    presenter: bool
+
+
+HostCommand = (Mute | MuteAll | AskUnmute | RemoveParticipant | LockRoom | LowerHands
+               | LectureMode | SetPresenter)
 RoomMessage = Chat | SetState | HostCommand
 ClientMessage = Join | PublishOffer | SubscribeAnswer | SetConstraints | Leave | Ping | RoomMessage
 
@@ -208,7 +226,8 @@ def _join(data: dict[str, Any]) -> Join:
     if any(unicodedata.category(ch) == "Cc" for ch in name):  # C0, DEL and C1 controls
         raise ProtocolError("bad_message", "field 'name' contains control characters")
     token = None if data.get("token") is None else _string(data, "token", MAX_TOKEN_CHARS)
-    return Join(room=room, name=name, token=token)
+    rejoin = None if data.get("rejoin") is None else _string(data, "rejoin", MAX_REJOIN_CHARS)
+    return Join(room=room, name=name, token=token, rejoin=rejoin)
 
 
 def _subscribe_answer(data: dict[str, Any]) -> SubscribeAnswer:
@@ -292,6 +311,13 @@ def _lock(data: dict[str, Any]) -> LockRoom:
     return LockRoom(locked=locked)
 
 
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name)
+    if not isinstance(value, bool):
+        raise ProtocolError("bad_message", f"field {name!r} must be a boolean")
+    return value
+
+
 _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "join": _join,
     "publish_offer": _publish_offer,
@@ -307,6 +333,8 @@ _PARSERS: dict[str, Callable[[dict[str, Any]], ClientMessage]] = {
     "remove": lambda data: RemoveParticipant(_participant_id(data)),
     "lock": _lock,
     "lower_hands": lambda data: LowerHands(),
+    "lecture": lambda data: LectureMode(_flag(data, "enabled")),
+    "set_presenter": lambda data: SetPresenter(_participant_id(data), _flag(data, "presenter")),
 }
 
 

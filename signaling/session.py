@@ -17,8 +17,16 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from sfu import SfuApi, SfuError
+from sfu.allocator import SourceConstraints
 from signaling.booking.gate import Admission, JoinGate, JoinRefused
-from signaling.meeting import Meeting, MeetingRegistry, Member, RateWindow, registry_for
+from signaling.meeting import (
+    Meeting,
+    MeetingRegistry,
+    Member,
+    RateWindow,
+    offers_video,
+    registry_for,
+)
 from signaling.protocol import (
     PROTOCOL_VERSION,
     AskUnmute,
@@ -27,6 +35,7 @@ from signaling.protocol import (
     HostCommand,
     Join,
     Leave,
+    LectureMode,
     LockRoom,
     LowerHands,
     Mute,
@@ -37,6 +46,7 @@ from signaling.protocol import (
     RemoveParticipant,
     RoomMessage,
     SetConstraints,
+    SetPresenter,
     SetState,
     SubscribeAnswer,
     error_message,
@@ -73,6 +83,10 @@ class SignalingSession:
         self._pump: asyncio.Task[None] | None = None
         self._invalid_frames: deque[float] = deque()
         self._closing = False
+        # The client's last set_constraints, and the publisher of each video source
+        # it may receive: lecture mode hides the videos of non-presenters on top.
+        self._constraints: dict[str, SourceConstraints] = {}
+        self._video_of: dict[str, str] = {}
 
     async def run(self) -> None:
         try:
@@ -112,14 +126,19 @@ class SignalingSession:
         if self._participant_id is None:
             raise ProtocolError("not_joined", "send 'join' first", request_id)
         if isinstance(message, PublishOffer):
+            meeting, member = self._meeting, self._member
+            if (meeting is not None and member is not None
+                    and not meeting.may_publish_video(member) and offers_video(message.sdp)):
+                raise ProtocolError("not_presenter", "lecture mode: only the host and "
+                                    "presenters may send video", request_id)
             answer = await self._sfu.publish(self._participant_id, message.sdp)
             await self._send(_reply("publish_answer", request_id, sdp=answer))
         elif isinstance(message, SubscribeAnswer):
             await self._sfu.answer_subscription(self._participant_id, message.revision,
                                                 message.sdp)
         elif isinstance(message, SetConstraints):
-            self._sfu.set_constraints(self._participant_id, message.sources,
-                                      list(message.sources))
+            self._constraints = message.sources
+            self._apply_constraints()
         elif isinstance(message, Leave):
             self._closing = True
         else:
@@ -136,12 +155,18 @@ class SignalingSession:
             except JoinRefused as exc:
                 raise ProtocolError(exc.code, str(exc), request_id) from None
         meeting = self._meetings.get(message.room)
-        if meeting is not None and meeting.locked and admission.role != "host":
+        # A reconnection (its old rejoin_key): same role and right to present, and
+        # a locked room lets it back in.
+        previous = meeting.redeem(message.rejoin) if meeting is not None else None
+        if (meeting is not None and meeting.locked and admission.role != "host"
+                and previous is None):
             raise ProtocolError("room_locked", "the host has locked this meeting", request_id)
         role = admission.role
         # Development mode (no token): the first participant of a room is its host.
         if message.token is None and (meeting is None or not meeting.members):
             role = "host"
+        if previous is not None and message.token is None:
+            role = "host" if previous.role == "host" else "participant"
         # No await between this count and the SFU adding the participant: no race.
         if (admission.max_participants is not None
                 and self._sfu.room_size(message.room) >= admission.max_participants):
@@ -150,7 +175,9 @@ class SignalingSession:
         result = await self._sfu.join(message.room, message.name)
         self._participant_id = result.participant_id
         self._member = Member(result.participant_id, message.name, role, self._send,
-                              remove=self._removed)
+                              remove=self._removed, refresh=self._apply_constraints,
+                              presenter=previous.presenter if previous is not None else False)
+        self._note_sources(result.sources)
         self._meeting = self._meetings.enter(result.room_id, self._member)
         await self._send(_reply(
             "joined", request_id,
@@ -162,6 +189,7 @@ class SignalingSession:
             sources=result.sources,
             ice_servers=self._ice_servers,
             meeting=self._meeting.describe(),
+            rejoin_key=self._member.rejoin_key,
         ))
         await self._meeting.state_changed(self._member)
         self._pump = asyncio.ensure_future(self._pump_events(result.events))
@@ -193,6 +221,11 @@ class SignalingSession:
     async def _host_command(self, meeting: Meeting, host: Member, command: HostCommand,
                             request_id: Any) -> None:
         by = {"by": host.name}
+        if isinstance(command, LectureMode):
+            meeting.lecture = command.enabled
+            await meeting.broadcast({"type": "lecture", "enabled": command.enabled, **by})
+            meeting.refresh_all()
+            return
         if isinstance(command, MuteAll | LowerHands | LockRoom):
             if isinstance(command, LockRoom):
                 meeting.locked = command.locked
@@ -215,10 +248,34 @@ class SignalingSession:
             target.mic = False
             await target.send({"type": "muted", **by})
             await meeting.state_changed(target)
+        elif isinstance(command, SetPresenter):
+            target.presenter = command.presenter
+            await meeting.state_changed(target)
+            meeting.refresh_all()
         elif isinstance(command, AskUnmute):
             await target.send({"type": "unmute_requested", **by})
         elif isinstance(command, RemoveParticipant) and target.remove is not None:
             await target.remove(host.name)
+
+    def _note_sources(self, sources: list[dict[str, Any]]) -> None:
+        for source in sources:
+            if source.get("kind") == "video":
+                self._video_of[str(source.get("id"))] = str(source.get("participant_id"))
+
+    def _apply_constraints(self) -> None:
+        """Forwards the client's constraints to the SFU, with the videos of those who
+        may not publish now (lecture mode) hidden: enforced here, whatever the
+        publisher's client does."""
+        meeting, participant_id = self._meeting, self._participant_id
+        if participant_id is None:
+            return
+        silenced = meeting.silenced() if meeting is not None else set()
+        sources = dict(self._constraints)
+        for source_id, publisher in self._video_of.items():
+            if publisher in silenced:
+                sources[source_id] = SourceConstraints(visible=False)
+        with contextlib.suppress(SfuError):
+            self._sfu.set_constraints(participant_id, sources, list(sources))
 
     async def _removed(self, by: str) -> None:
         """A host removed this participant: say so, leave the SFU, close the socket."""
@@ -238,6 +295,10 @@ class SignalingSession:
     async def _pump_events(self, events: asyncio.Queue[dict[str, Any]]) -> None:
         while True:
             event = await events.get()
+            if event.get("type") == "source_added":
+                self._note_sources([event.get("source", {})])
+            elif event.get("type") == "source_removed":
+                self._video_of.pop(str(event.get("source_id")), None)
             await self._send(event)
             if event.get("type") == "left":
                 self._closing = True

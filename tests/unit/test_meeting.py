@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 
-from signaling.meeting import RateWindow
+from signaling.meeting import REJOIN_WINDOW, Meeting, Member, RateWindow, offers_video
 from signaling.protocol import ProtocolError, parse_frame
 from tests.conftest import ServerProcess
 
@@ -39,9 +39,9 @@ class Client:
 
 
 async def join(session: aiohttp.ClientSession, server: ServerProcess, room: str,
-               name: str) -> Client:
+               name: str, **extra: Any) -> Client:
     client = Client(await session.ws_connect(server.base_url.rstrip("/") + "/ws"))
-    await client.send(type="join", v=1, id=1, room=room, name=name)
+    await client.send(type="join", v=1, id=1, room=room, name=name, **extra)
     client.joined = await client.expect("joined")
     return client
 
@@ -123,13 +123,121 @@ def test_documented_room_messages_parse() -> None:
     text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
     section = text.split("## Room features and host controls", 1)[1]
     client_kinds = {"chat", "set_state", "mute", "mute_all", "ask_unmute", "remove", "lock",
-                    "lower_hands"}
+                    "lower_hands", "lecture", "set_presenter"}
     seen = set()
     for block in re.findall(r"```json\n(.*?)\n```", section, re.S):
         for line in block.replace("\n ", " ").splitlines():
             message = json.loads(line)
-            server_chat = message["type"] == "chat" and "name" in message  # the broadcast
-            if message["type"] in client_kinds and not server_chat:
+            # The broadcasts that share a client message's type carry who did it.
+            server_copy = message["type"] in ("chat", "lecture") and (
+                "name" in message or "by" in message)
+            if message["type"] in client_kinds and not server_copy:
                 parse_frame(json.dumps(message))
                 seen.add(message["type"])
     assert seen == client_kinds
+
+
+VIDEO_OFFER = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\n" \
+              "m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n"
+
+
+AUDIO_ONLY_OFFER = VIDEO_OFFER.rsplit("a=sendonly", 1)[0] + "a=inactive\r\n"
+
+
+def test_offers_video() -> None:
+    assert offers_video(VIDEO_OFFER)
+    assert offers_video("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n")  # no direction: sendrecv
+    assert not offers_video(AUDIO_ONLY_OFFER)  # its video m-line is inactive
+    assert not offers_video(VIDEO_OFFER.replace("m=video 9", "m=video 0"))  # rejected m-line
+    assert not offers_video(VIDEO_OFFER.rsplit("m=video", 1)[0])
+
+
+async def test_lecture_mode_only_presenters_publish_video(visio_server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        host = await join(http, visio_server, "amphi", "Mme Martin")
+        pupil = await join(http, visio_server, "amphi", "Léo")
+        await pupil.send(type="lecture", id=2, enabled=True)
+        assert (await pupil.expect("error", id=2))["code"] == "forbidden"
+
+        await host.send(type="lecture", id=3, enabled=True)
+        assert (await pupil.expect("lecture"))["enabled"] is True
+        await host.expect("ok", id=3)
+        # A camera from a non-presenter is refused, typed; audio alone passes the check.
+        await pupil.send(type="publish_offer", id=4, sdp=VIDEO_OFFER)
+        assert (await pupil.expect("error", id=4))["code"] == "not_presenter"
+        await pupil.send(type="publish_offer", id=5, sdp=AUDIO_ONLY_OFFER)
+        assert (await pupil.expect("error", id=5))["code"] != "not_presenter"
+        # The host may always send video (the fake SDP then fails further on).
+        await host.send(type="publish_offer", id=6, sdp=VIDEO_OFFER)
+        assert (await host.expect("error", id=6))["code"] == "invalid_sdp"
+
+        await host.send(type="set_presenter", id=7, participant_id=pupil.id, presenter=True)
+        state = await pupil.expect("participant_state", participant_id=pupil.id)
+        assert state["presenter"] is True
+        await pupil.send(type="publish_offer", id=8, sdp=VIDEO_OFFER)
+        assert (await pupil.expect("error", id=8))["code"] == "invalid_sdp"
+
+        await host.send(type="set_presenter", participant_id=pupil.id, presenter=False)
+        await pupil.expect("participant_state", participant_id=pupil.id, presenter=False)
+        await pupil.send(type="publish_offer", id=9, sdp=VIDEO_OFFER)
+        assert (await pupil.expect("error", id=9))["code"] == "not_presenter"
+
+        await host.send(type="lecture", enabled=False)
+        await pupil.expect("lecture", enabled=False)
+        await pupil.send(type="publish_offer", id=10, sdp=VIDEO_OFFER)
+        assert (await pupil.expect("error", id=10))["code"] == "invalid_sdp"
+        late = await join(http, visio_server, "amphi", "Inès")
+        assert late.joined["meeting"]["lecture"] is False
+        for client in (host, pupil, late):
+            await client.ws.close()
+
+
+async def test_a_reconnecting_host_stays_host(visio_server: ServerProcess) -> None:
+    async with aiohttp.ClientSession() as http:
+        host = await join(http, visio_server, "retour", "Mme Martin")
+        pupil = await join(http, visio_server, "retour", "Léo")
+        await host.send(type="set_presenter", participant_id=pupil.id, presenter=True)
+        await host.send(type="lock", locked=True)
+        await pupil.expect("room_locked", locked=True)
+        key = host.joined["rejoin_key"]
+        await host.ws.close()
+        await pupil.expect("participant_left", participant_id=host.id)
+
+        # Someone else's guess is a participant, and the locked room refuses it.
+        guess = Client(await http.ws_connect(visio_server.base_url.rstrip("/") + "/ws"))
+        await guess.send(type="join", v=1, id=1, room="retour", name="X", rejoin="nope")
+        assert (await guess.expect("error", id=1))["code"] == "room_locked"
+
+        back = await join(http, visio_server, "retour", "Mme Martin", rejoin=key)
+        assert back.joined["role"] == "host"
+        assert back.joined["rejoin_key"] != key
+        # The pupil reconnects too, while its old socket still looks alive: presenter still.
+        pupil_back = await join(http, visio_server, "retour", "Léo",
+                                rejoin=pupil.joined["rejoin_key"])
+        assert pupil_back.joined["role"] == "participant"
+        mine = [p for p in pupil_back.joined["meeting"]["participants"]
+                if p["participant_id"] == pupil_back.id]
+        assert mine[0]["presenter"] is True
+        # A key is good once.
+        await back.send(type="lock", locked=False)
+        await pupil_back.expect("room_locked", locked=False)
+        again = await join(http, visio_server, "retour", "Mme Martin", rejoin=key)
+        assert again.joined["role"] == "participant"
+        for client in (back, pupil, pupil_back, again, guess):
+            await client.ws.close()
+
+
+def test_rejoin_keys_expire() -> None:
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    meeting = Meeting("salle")
+    member = Member("p-1", "Mme Martin", "host", send)
+    meeting.members[member.participant_id] = member
+    assert meeting.redeem(None) is None and meeting.redeem("") is None
+    del meeting.members[member.participant_id]
+    meeting.departed[member.rejoin_key] = (member, 100.0)
+    assert meeting.redeem(member.rejoin_key, now=100.0 + REJOIN_WINDOW + 1) is None
+    meeting.departed[member.rejoin_key] = (member, 100.0)
+    assert meeting.redeem(member.rejoin_key, now=101.0) is member
+    assert meeting.redeem(member.rejoin_key, now=101.0) is None
