@@ -12,7 +12,11 @@ from aiohttp import web
 from sfu import SfuApi, SfuService, SfuSettings
 from signaling.booking.context import BOOKING_KEY
 from signaling.booking.setup import install_booking
+from signaling.cluster.frontdoor import install_cluster, serve_socket
+from signaling.cluster.metrics import CLUSTER_KEY
+from signaling.cluster.placement import Placement
 from signaling.logs import Connection, connection
+from signaling.meeting import registry_for
 from signaling.observability import install_observability
 from signaling.protocol import MAX_FRAME_BYTES
 from signaling.proxies import install_trusted_proxies
@@ -44,6 +48,8 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/stats", stats)
     app.router.add_get("/ws", websocket)
     install_booking(app, settings)  # /booking/ pages, /api/v1/ REST API, join tokens
+    if settings.cluster is not None:  # several nodes through Redis (signaling/cluster)
+        install_cluster(app, settings.cluster, registry_for(app[SFU_KEY]), app[SOCKETS_KEY])
     app.router.add_get("/", index)
     app.router.add_static("/", settings.web_client_dir, show_index=False)
     app.on_shutdown.append(_close_everything)
@@ -110,9 +116,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         settings = request.app[SETTINGS_KEY]
         ice_servers = with_turn_credentials(settings.ice_servers, settings.turn_secret,
                                             settings.turn_ttl)
-        session = SignalingSession(ws, request.app[SFU_KEY], ice_servers,
-                                   request.app[BOOKING_KEY].gate)
-        await session.run()
+
+        def new_session(placement: Placement | None) -> SignalingSession:
+            return SignalingSession(ws, request.app[SFU_KEY], ice_servers,
+                                    request.app[BOOKING_KEY].gate, placement=placement)
+
+        if CLUSTER_KEY in request.app:  # the room may be hosted by another node
+            await serve_socket(request.app, ws, request, new_session)
+        else:
+            await new_session(None).run()
     finally:
         sockets.discard(ws)
         if ws.participant_id is not None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from signaling.app import create_app
 from signaling.booking import admin_cli
 from signaling.booking.secret_key import resolve_secret_key
+from signaling.cluster import admin as cluster_cli
 from signaling.logs import configure_logging
 from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
 from signaling.tls import ReloadingCertificate, server_context, write_dev_certificate
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
                           help="private key file to write (default data/dev-key.pem)")
     admin = commands.add_parser("admin", help="create organisations and their admins")
     admin_cli.configure_parser(admin)
+    cluster = commands.add_parser("cluster", help="several nodes: list them, drain one, "
+                                                  "tell a room (docs/deployment.md)")
+    cluster_cli.configure_parser(cluster)
     bench = commands.add_parser("bench", add_help=False,
                                 help="measure the SFU (see docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
               f"serve with: visio serve --tls-cert {args.cert} --tls-key {args.key}")
     elif args.command == "admin":
         return admin_cli.main(args)
+    elif args.command == "cluster":
+        return cluster_cli.main(args)
     elif args.command == "bench":
         # Imported only here: the server never loads the load-generation code.
         from loadtest import bench as bench_module

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from sfu import SfuApi, SfuService
+from signaling.cluster.metrics import cluster_metrics
 from signaling.ratelimit import RATE_LIMITS_KEY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -142,6 +143,7 @@ def install_observability(app: web.Application, sfu: SfuApi,
             text += "# TYPE visio_rate_limited_total counter\n"
             text += "".join(f'visio_rate_limited_total{{scope="{scope}"}} {limiter.refused}\n'
                             for scope, limiter in limits.by_scope.items())
+        text += cluster_metrics(request.app)  # node-labelled lines when --redis-url is set
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def readyz(request: web.Request) -> web.Response:

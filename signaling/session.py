@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from sfu import SfuApi, SfuError
 from sfu.allocator import SourceConstraints
 from signaling.booking.gate import Admission, JoinGate, JoinRefused
+from signaling.cluster.placement import Handoff, Placement, RoomElsewhere
 from signaling.meeting import (
     Meeting,
     MeetingRegistry,
@@ -68,8 +69,13 @@ class SignalingSession:
 
     def __init__(self, ws: web.WebSocketResponse, sfu: SfuApi,
                  ice_servers: list[dict[str, Any]], gate: JoinGate | None = None,
-                 meetings: MeetingRegistry | None = None) -> None:
+                 meetings: MeetingRegistry | None = None,
+                 placement: Placement | None = None) -> None:
         self._ws = ws
+        # Several nodes (signaling/cluster): a join for a room hosted elsewhere ends this
+        # session without closing the socket; ``handoff`` says where it goes.
+        self._placement = placement
+        self.handoff: Handoff | None = None
         self._sfu = sfu
         self._meetings = meetings if meetings is not None else registry_for(sfu)
         self._meeting: Meeting | None = None
@@ -88,16 +94,18 @@ class SignalingSession:
         self._constraints: dict[str, SourceConstraints] = {}
         self._video_of: dict[str, str] = {}
 
-    async def run(self) -> None:
+    async def run(self, first: str | None = None) -> None:
+        """Serves the socket; ``first`` is a frame already read (a replayed join)."""
         try:
-            async for frame in self._ws:
+            if first is not None:
+                await self._handle_frame(first)
+            while not self._closing:
+                frame = await self._ws.receive()
                 if frame.type == WSMsgType.TEXT:
                     await self._handle_frame(frame.data)
                 elif frame.type == WSMsgType.BINARY:
                     await self._reject(ProtocolError("bad_json", "binary frames are not accepted"))
                 else:
-                    break
-                if self._closing:
                     break
         finally:
             await self._finish()
@@ -106,6 +114,9 @@ class SignalingSession:
         try:
             envelope = parse_frame(frame)
             await self._dispatch(envelope)
+        except RoomElsewhere as exc:
+            self.handoff = Handoff(exc, frame)
+            self._closing = True
         except ProtocolError as exc:
             await self._reject(exc)
         except SfuError as exc:
@@ -148,6 +159,8 @@ class SignalingSession:
         if self._participant_id is not None:
             raise ProtocolError("already_joined", "this socket has already joined a room",
                                 request_id)
+        if self._placement is not None:
+            await self._placement.place(message.room)  # RoomElsewhere: hosted on another node
         admission = Admission(role="participant", max_participants=None)
         if self._gate is not None:
             try:
@@ -330,7 +343,7 @@ class SignalingSession:
         if self._participant_id is not None:
             participant_id, self._participant_id = self._participant_id, None
             await self._sfu.leave(participant_id)
-        if not self._ws.closed:
+        if not self._ws.closed and self.handoff is None:
             await self._ws.close()
 
 

@@ -7,11 +7,13 @@ import importlib.util
 import ipaddress
 import json
 import os
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sfu.aiortc_bridge import IceSettings
+from signaling.cluster.config import ClusterSettings
 from signaling.ratelimit import RateLimitSettings, parse_rate
 from signaling.turn import DEFAULT_TTL
 
@@ -58,6 +60,8 @@ class Settings:
     # SFU worker processes (signaling/workers.py); 0 runs the SFU in this process.
     workers: int = 0
     room_participants_per_worker: int = 30  # then a room spans one more worker
+    # Several nodes coordinated through Redis (signaling/cluster); None: a single node.
+    cluster: ClusterSettings | None = None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -115,6 +119,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "default 30; 0: never spread)")
     add_rate_limit_arguments(parser)
     add_storage_arguments(parser)
+    add_cluster_arguments(parser)
     parser.add_argument("--mode", choices=["development", "production"], default=env("VISIO_MODE"),
                         help="development accepts joins without a booking token "
                              "(env VISIO_MODE; default: development when --host is loopback, "
@@ -137,6 +142,34 @@ def add_rate_limit_arguments(parser: argparse.ArgumentParser) -> None:
                             metavar="COUNT/PERIOD",
                             help=f"{what} per client address, e.g. 120/min, 10/s or off "
                                  f"(env {name}, default {default})")
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Several nodes (docs/deployment.md): without --redis-url the node stands alone."""
+    env = os.environ.get
+    parser.add_argument("--redis-url", default=env("VISIO_REDIS_URL"),
+                        help="Redis shared by the nodes of a cluster, e.g. redis://redis:6379/0 "
+                             "(env VISIO_REDIS_URL; default: none, a single node)")
+    parser.add_argument("--node-id", default=env("VISIO_NODE_ID"),
+                        help="this node's unique name in the cluster (env VISIO_NODE_ID; "
+                             "default: host name and port)")
+    parser.add_argument("--advertise-url", default=env("VISIO_ADVERTISE_URL"),
+                        help="base URL the other nodes reach this node at, e.g. "
+                             "http://10.0.0.5:8080 (env VISIO_ADVERTISE_URL; default: "
+                             "--host and --port)")
+
+
+def cluster_settings(args: argparse.Namespace) -> ClusterSettings | None:
+    if not args.redis_url:
+        return None
+    scheme = "https" if args.tls_cert else "http"
+    host = args.host if args.host not in ("0.0.0.0", "::", "") else socket.gethostname()
+    if ":" in host:
+        host = f"[{host}]"
+    return ClusterSettings(
+        redis_url=args.redis_url,
+        node_id=args.node_id or f"{socket.gethostname()}-{args.port}",
+        advertise_url=(args.advertise_url or f"{scheme}://{host}:{args.port}").rstrip("/"))
 
 
 def add_storage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +235,7 @@ def settings_from_arguments(args: argparse.Namespace) -> Settings:
         tls_key=_path_or_none(args.tls_key),
         trusted_proxies=_networks(args.trusted_proxies if args.trusted_proxies is not None
                                   else _env_list("VISIO_TRUSTED_PROXIES")),
+        cluster=cluster_settings(args),
     )
     if settings.workers < 0 or settings.room_participants_per_worker < 0:
         raise ValueError("--workers and --room-participants-per-worker cannot be negative")

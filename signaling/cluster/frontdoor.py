@@ -17,15 +17,15 @@ import aiohttp
 from aiohttp import WSCloseCode, web
 
 from signaling.cluster.config import ClusterSettings
-from signaling.cluster.metrics import render_cluster_metrics
+from signaling.cluster.metrics import CLUSTER_KEY
 from signaling.cluster.node import ClusterNode
 from signaling.cluster.placement import Handoff, Placement
 from signaling.cluster.proxy import HOP_HEADER, client_session, relay
 from signaling.meeting import MeetingRegistry
+from signaling.observability import READINESS_KEY
 
 logger = logging.getLogger(__name__)
 
-CLUSTER_KEY = web.AppKey("cluster", ClusterNode)
 HTTP_KEY = web.AppKey("cluster_http", aiohttp.ClientSession)
 MAX_PLACEMENTS = 3  # join attempts on one socket (an owner that just died costs one)
 
@@ -66,7 +66,12 @@ def install_cluster(app: web.Application, settings: ClusterSettings, meetings: M
             await ws.close(code=WSCloseCode.GOING_AWAY, message=reason.encode()[:120])
         return len(targets)
 
-    node = app[CLUSTER_KEY] = ClusterNode(settings, hosted, broadcast, close_room)
+    def drained() -> None:  # load balancers stop sending new sockets here
+        if READINESS_KEY in app:
+            app[READINESS_KEY].problem = "draining: no new rooms on this node"
+
+    node = app[CLUSTER_KEY] = ClusterNode(settings, hosted, broadcast, close_room,
+                                          on_drain=drained)
 
     async def start(app: web.Application) -> None:
         app[HTTP_KEY] = client_session()
@@ -79,12 +84,6 @@ def install_cluster(app: web.Application, settings: ClusterSettings, meetings: M
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return node
-
-
-def cluster_metrics(app: web.Application) -> str:
-    """The cluster's lines for /metrics; empty on a single node."""
-    node = app.get(CLUSTER_KEY)
-    return render_cluster_metrics(node) if node is not None else ""
 
 
 async def serve_socket(app: web.Application, ws: web.WebSocketResponse, request: web.Request,

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from signaling.cluster.node import ClusterNode
+
+CLUSTER_KEY = web.AppKey("cluster", ClusterNode)
+
+
+def cluster_metrics(app: web.Application) -> str:
+    """The cluster's lines for /metrics; empty on a single node."""
+    node = app.get(CLUSTER_KEY)
+    return render_cluster_metrics(node) if node is not None else ""
 
 
 def render_cluster_metrics(node: ClusterNode) -> str:

@@ -52,7 +52,8 @@ class ClusterNode:
     """One visio node's view of, and part in, the cluster."""
 
     def __init__(self, settings: ClusterSettings, hosted: HostedRooms, broadcast: Broadcast,
-                 close_room: CloseRoom, redis: Redis | None = None) -> None:
+                 close_room: CloseRoom, redis: Redis | None = None,
+                 on_drain: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.node_id = settings.node_id
         self.redis = redis if redis is not None else Redis.from_url(settings.redis_url,
@@ -67,6 +68,7 @@ class ClusterNode:
         self._hosted = hosted
         self._broadcast = broadcast
         self._close_room = close_room
+        self._on_drain = on_drain
         self._fresh: dict[str, float] = {}  # room -> monotonic time this node claimed it
         self._task: asyncio.Task[None] | None = None
 
@@ -174,6 +176,8 @@ class ClusterNode:
         clients reconnect and the rooms are placed on other nodes.
         """
         self.draining = True
+        if self._on_drain is not None:
+            self._on_drain()
         logger.info("cluster: node %s draining (%s)", self.node_id, mode)
         with contextlib.suppress(RedisError, OSError):
             await self.registry.announce(self.record())

@@ -1,0 +1,180 @@
+"""Two ``visio serve`` nodes on loopback sharing one real Redis: placement, relay, failover.
+
+Must-show 2 of the scale-out issue: a participant who reaches node 2 is
+relayed to the room node 1 hosts and decodes the others' video (media goes
+straight to node 1); after ``kill -9`` of node 1 its participants reconnect
+through node 2, which now hosts the room, and decode each other again
+within 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from loadtest.signaling_client import SignalingError
+from tests.cluster.conftest import RedisServer
+from tests.conftest import REPO, ServerProcess, free_port, start_server, stop_server
+from tests.media.peer import TestPeer
+
+pytestmark = pytest.mark.media
+
+ROOM = "conseil"
+SIZES = {"alice": (320, 240), "bob": (256, 192), "carol": (352, 288)}
+FAILOVER_LIMIT = 10.0  # seconds from kill -9 to every participant decoding the others again
+
+
+def start_node(tmp_path: Path, redis: RedisServer, node_id: str) -> ServerProcess:
+    directory = tmp_path / node_id
+    directory.mkdir()
+    return start_server(directory, "--redis-url", redis.url, "--node-id", node_id)
+
+
+def decoding_all(peer: TestPeer, others: list[TestPeer], min_frames: int) -> bool:
+    for other in others:
+        record = peer.video_from(other.participant_id or "")
+        if record is None or record.frames < min_frames:
+            return False
+    return True
+
+
+async def all_decoding(peers: list[TestPeer], min_frames: int, timeout: float) -> None:
+    await asyncio.gather(*(
+        peer.wait_for(lambda peer=peer: decoding_all(peer, [p for p in peers if p is not peer],
+                                                     min_frames),
+                      timeout, f"{min_frames} decoded frames from every other participant")
+        for peer in peers))
+
+
+async def rejoin(old: TestPeer, urls: list[str], deadline: float) -> TestPeer:
+    """What a client does when its socket closes: join again, through the first node that
+    answers (a load balancer's job in production), and publish again."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(old.close(), 2)
+    attempt = 0
+    while True:
+        url = urls[attempt % len(urls)]
+        attempt += 1
+        peer = TestPeer(url, old.room, old.name, size=old.size)
+        try:
+            await peer.join()
+            await peer.publish()
+            return peer
+        except (TimeoutError, ConnectionError, OSError, SignalingError) as exc:
+            await peer.close()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{old.name} could not rejoin: {exc}") from exc
+            await asyncio.sleep(0.2)
+
+
+def metrics(server: ServerProcess) -> str:
+    with urllib.request.urlopen(server.base_url + "/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+async def metric_shows(server: ServerProcess, line: str, timeout: float = 5) -> None:
+    """Waits for a /metrics line (the cluster's gauges move at each 1 s heartbeat)."""
+    deadline = time.monotonic() + timeout
+    while line not in metrics(server):
+        assert time.monotonic() < deadline, f"{server.base_url}/metrics never showed {line}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_room_on_node_1_is_reached_through_node_2_and_survives_node_1s_death(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    node1 = start_node(tmp_path, redis_server, "node1")
+    node2 = start_node(tmp_path, redis_server, "node2")
+    peers: list[TestPeer] = []
+    try:
+        alice = TestPeer(node1.base_url, ROOM, "alice", size=SIZES["alice"])
+        bob = TestPeer(node1.base_url, ROOM, "bob", size=SIZES["bob"])
+        carol = TestPeer(node2.base_url, ROOM, "carol", size=SIZES["carol"])  # via node 2
+        peers = [alice, bob, carol]
+        for peer in peers:
+            joined = await peer.join()
+        assert {p["name"] for p in joined["participants"]} == {"alice", "bob"}
+        for peer in peers:
+            await peer.publish()
+        await all_decoding(peers, 10, 30)
+        for receiver in peers:
+            for sender in peers:
+                record = receiver.video_from(sender.participant_id or "")
+                assert sender is receiver or (record is not None
+                                              and record.sizes == {sender.size})
+        # The room, carol included, lives on node 1; node 2 only relays carol's signaling.
+        assert node1.stats()["participants"] == 3
+        assert node2.stats()["rooms"] == 0
+        assert 'visio_cluster_relays_open{node="node2"} 1' in metrics(node2)
+        await metric_shows(node1, 'visio_cluster_nodes{node="node1"} 2')
+
+        node1.process.kill()  # kill -9: no goodbye, its registry entry and claims just expire
+        killed = time.monotonic()
+        node1.process.wait()
+        for peer in peers:  # every socket closes: node 1's at once, carol's relay with it
+            await asyncio.wait_for(peer.signaling.closed.wait(), 5)
+        deadline = killed + FAILOVER_LIMIT
+        peers = list(await asyncio.gather(*(rejoin(p, [node2.base_url], deadline)
+                                            for p in peers)))
+        rejoined = time.monotonic() - killed
+        await all_decoding(peers, 5, max(0.1, deadline - time.monotonic()))
+        decoding = time.monotonic() - killed
+        print(f"\nfailover: rejoined {rejoined:.1f} s, decoding again {decoding:.1f} s "
+              f"after kill -9")
+        stats = node2.stats()
+        assert stats["rooms"] == 1 and stats["participants"] == 3
+        assert decoding < FAILOVER_LIMIT
+        await metric_shows(node2, 'visio_cluster_nodes{node="node2"} 1')  # node 1 expired
+        await metric_shows(node2, 'visio_cluster_rooms_claimed{node="node2"} 1')
+    finally:
+        for peer in peers:
+            await peer.close()
+        if node1.process.poll() is None:
+            stop_server(node1)
+        stop_server(node2)
+
+
+def test_a_node_without_redis_at_start_refuses_to_serve(tmp_path: Path) -> None:
+    """A wrong --redis-url fails at start-up, not at the first join."""
+    with pytest.raises(RuntimeError, match="exited"):
+        start_server(tmp_path, "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
+
+
+async def test_a_drained_node_sends_new_rooms_to_the_other_node(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    node1 = start_node(tmp_path, redis_server, "node1")
+    node2 = start_node(tmp_path, redis_server, "node2")
+    peers: list[TestPeer] = []
+    try:
+        early = TestPeer(node1.base_url, "maths", "erin")
+        peers.append(early)
+        await early.join()  # a room node 1 hosts before the drain: it stays there
+        subprocess.run([sys.executable, "-m", "signaling", "cluster", "--redis-url",
+                        redis_server.url, "drain", "node1"], check=True, cwd=REPO, timeout=30)
+        await metric_shows(node1, 'visio_node_draining{node="node1"} 1')
+        with pytest.raises(urllib.error.HTTPError) as not_ready:
+            urllib.request.urlopen(node1.base_url + "/readyz", timeout=5)
+        assert not_ready.value.code == 503
+        assert "draining" in json.load(not_ready.value)["reason"]
+        late = TestPeer(node1.base_url, "maths", "frank")
+        newcomer = TestPeer(node1.base_url, "history", "dave")
+        peers += [late, newcomer]
+        await late.join()
+        joined = await newcomer.join()
+        assert joined["room"] == "history"
+        assert node1.stats()["participants"] == 2  # erin and frank, in maths
+        assert node2.stats()["participants"] == 1  # dave, relayed by node 1 to node 2
+        assert 'visio_cluster_relays_open{node="node1"} 1' in metrics(node1)
+    finally:
+        for peer in peers:
+            await peer.close()
+        stop_server(node1)
+        stop_server(node2)
