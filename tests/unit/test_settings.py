@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 import pytest
 
@@ -90,7 +91,16 @@ def test_defaults() -> None:
         host="127.0.0.1", port=8080,
         ice=IceSettings(bind_address="127.0.0.1", announced_address="127.0.0.1"),
         ice_servers=[], max_participants_per_room=100, web_client_dir=WEB_CLIENT_DIR,
+        workers=len(os.sched_getaffinity(0)),  # one SFU worker process per core
     )
+
+
+def test_workers_flag() -> None:
+    assert settings_for("--workers", "0").workers == 0  # the SFU in the signaling process
+    settings = settings_for("--workers", "3", "--room-participants-per-worker", "5")
+    assert (settings.workers, settings.room_participants_per_worker) == (3, 5)
+    with pytest.raises(ValueError, match="negative"):
+        settings_for("--workers", "-1")
 
 
 @pytest.mark.parametrize("announce", ["127.0.0.1", "127.0.0.2", "127.10.20.30", "::1"])
