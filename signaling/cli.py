@@ -18,6 +18,7 @@ from signaling.app import create_app
 from signaling.booking import admin_cli
 from signaling.booking.secret_key import resolve_secret_key
 from signaling.cluster import admin as cluster_cli
+from signaling.cluster.node import ClusterUnavailable
 from signaling.logs import configure_logging
 from signaling.settings import Settings, add_serve_arguments, settings_from_arguments
 from signaling.tls import ReloadingCertificate, server_context, write_dev_certificate
@@ -59,7 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                 server_context(settings.tls_cert, settings.tls_key)  # a bad pair fails here
         except (ValueError, OSError) as exc:
             parser.error(str(exc))
-        uvloop.run(serve_forever(settings))
+        try:
+            uvloop.run(serve_forever(settings))
+        except ClusterUnavailable as exc:
+            parser.exit(1, f"visio serve: {exc}\n")
     elif args.command == "dev-cert":
         write_dev_certificate(args.cert, args.key)
         print(f"wrote {args.cert} and {args.key} (self-signed, for localhost, 127.0.0.1, ::1)\n"

@@ -73,7 +73,10 @@ def install_cluster(app: web.Application, settings: ClusterSettings, meetings: M
     node = app[CLUSTER_KEY] = ClusterNode(settings, hosted, broadcast, close_room,
                                           on_drain=drained)
 
-    async def start(app: web.Application) -> None:
+    async def connect(app: web.Application) -> None:
+        await node.connect()  # first of all: no worker is started if Redis is away
+
+    async def start(app: web.Application) -> None:  # last: just before the node listens
         app[HTTP_KEY] = client_session()
         await node.start()
 
@@ -81,6 +84,7 @@ def install_cluster(app: web.Application, settings: ClusterSettings, meetings: M
         await node.stop()
         await app[HTTP_KEY].close()
 
+    app.on_startup.insert(0, connect)
     app.on_startup.append(start)
     app.on_cleanup.append(stop)
     return node

@@ -48,6 +48,10 @@ class ClusterCounters:
     relays_failed: int = 0  # hosting node unreachable
 
 
+class ClusterUnavailable(Exception):
+    """Redis cannot be reached at start-up: the node refuses to start rather than run alone."""
+
+
 class ClusterNode:
     """One visio node's view of, and part in, the cluster."""
 
@@ -74,10 +78,18 @@ class ClusterNode:
 
     # -- life cycle -------------------------------------------------------------------------
 
+    async def connect(self) -> None:
+        """Checks Redis before anything else starts; ``ClusterUnavailable`` if unreachable."""
+        try:
+            await self.redis.ping()
+            await self.redis.delete(self.settings.drain_key(self.node_id))  # a restart undrains
+        except (RedisError, OSError) as exc:
+            await self.redis.aclose()
+            raise ClusterUnavailable(f"Redis at {_redacted(self.settings.redis_url)} is "
+                                     f"unreachable: {exc}") from None
+
     async def start(self) -> None:
-        """Fails loudly (RedisError, OSError) if Redis is unreachable at start-up."""
-        await self.redis.ping()
-        await self.redis.delete(self.settings.drain_key(self.node_id))  # a restart undrains
+        """Registers this node (call ``connect`` first) and starts the heartbeat."""
         await self.beat()
         await self.bus.start()
         self._task = asyncio.ensure_future(self._beat_forever())

@@ -20,6 +20,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 logger = logging.getLogger(__name__)
 
 HOP_HEADER = "X-Visio-Proxied-By"  # set on relayed sockets: the hosting node never relays again
+# Close codes that describe a connection lost without a close frame (RFC 6455 §7.4.1):
+# never sent in one, so a relay that lost its hosting node says "going away" instead.
+UNSENDABLE_CLOSE_CODES = frozenset({1005, 1006, 1015})
 CONNECT_TIMEOUT = 3.0  # seconds to reach the hosting node before it counts as unreachable
 
 
@@ -41,10 +44,10 @@ async def relay(client: web.WebSocketResponse, request: web.Request,
     Returns False, with ``client`` untouched, if the hosting node cannot be
     reached (it may just have died: the caller places the room again).
     """
-    forwarded = request.headers.get("X-Forwarded-For")
-    remote = request.remote or ""
-    headers = {HOP_HEADER: node_id,
-               "X-Forwarded-For": f"{forwarded}, {remote}" if forwarded else remote}
+    # The client's address as this node resolved it (signaling/proxies.py): believed by the
+    # hosting node when this node is among its --trusted-proxy networks, so that its rate
+    # limits count clients, not nodes.
+    headers = {HOP_HEADER: node_id, "X-Forwarded-For": request.remote or ""}
     try:
         upstream = await http.ws_connect(upstream_ws_url(url), headers=headers,
                                          max_msg_size=0, heartbeat=20)
@@ -62,8 +65,10 @@ async def relay(client: web.WebSocketResponse, request: web.Request,
     finally:
         code = upstream.close_code
         await upstream.close()
+        if code is None or code in UNSENDABLE_CLOSE_CODES:
+            code = WSCloseCode.GOING_AWAY
         if not client.closed:
-            await client.close(code=code or WSCloseCode.GOING_AWAY,
+            await client.close(code=code,
                                message=b"the hosting node closed the connection")
     return True
 

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from signaling.cluster.claims import RoomClaims
 from signaling.cluster.config import ClusterSettings
 from signaling.cluster.events import BadRoomEvent, RoomEvent
-from signaling.cluster.node import DRAIN_MIGRATE, ClusterNode
+from signaling.cluster.node import DRAIN_MIGRATE, ClusterNode, ClusterUnavailable
 from signaling.cluster.placement import RoomElsewhere
 from signaling.cluster.registry import NodeRecord, NodeRegistry
 from tests.cluster.conftest import RedisServer
@@ -59,6 +59,13 @@ def make_node(server: RedisServer, node_id: str) -> tuple[ClusterNode, FakeRooms
     rooms = FakeRooms()
     return ClusterNode(settings(server, node_id), rooms.hosted, rooms.broadcast,
                        rooms.close_room), rooms
+
+
+async def start(*nodes: ClusterNode) -> None:
+    """What the app does: connect (checks Redis) first, then register and beat."""
+    for node in nodes:
+        await node.connect()
+        await node.start()
 
 
 async def eventually(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -138,8 +145,7 @@ async def test_route_hosts_here_or_names_the_owner_then_takes_over_a_dead_one(
         redis_server: RedisServer) -> None:
     a, rooms_a = make_node(redis_server, "a")
     b, _ = make_node(redis_server, "b")
-    await a.start()
-    await b.start()
+    await start(a, b)
     try:
         await a.route("maths")  # free: a takes it
         rooms_a.rooms["maths"] = 3
@@ -166,8 +172,7 @@ async def test_an_emptied_room_is_released_and_a_stopped_node_leaves_at_once(
         redis_server: RedisServer) -> None:
     a, rooms_a = make_node(redis_server, "a")
     b, _ = make_node(redis_server, "b")
-    await a.start()
-    await b.start()
+    await start(a, b)
     try:
         await a.route("maths")
         rooms_a.rooms["maths"] = 1
@@ -192,8 +197,7 @@ async def test_a_draining_node_sends_new_rooms_to_the_least_loaded_other_node(
     c, rooms_c = make_node(redis_server, "c")
     rooms_b.rooms["busy"] = 40
     rooms_c.rooms["quiet"] = 2
-    for node in (a, b, c):
-        await node.start()
+    await start(a, b, c)
     try:
         await a.route("maths")
         rooms_a.rooms["maths"] = 5
@@ -216,8 +220,7 @@ async def test_a_draining_node_sends_new_rooms_to_the_least_loaded_other_node(
 async def test_room_events_reach_the_hosting_node_only(redis_server: RedisServer) -> None:
     a, rooms_a = make_node(redis_server, "a")
     b, rooms_b = make_node(redis_server, "b")
-    await a.start()
-    await b.start()
+    await start(a, b)
     try:
         rooms_a.rooms["maths"] = 2
         notice = {"type": "chat", "participant_id": "", "name": "visio", "text": "5 min left"}
@@ -244,3 +247,23 @@ async def test_room_events_reach_the_hosting_node_only(redis_server: RedisServer
 def test_malformed_room_events_are_refused(text: str) -> None:
     with pytest.raises(BadRoomEvent):
         RoomEvent.from_json(text)
+
+
+async def test_connect_refuses_an_unreachable_redis() -> None:
+    from tests.conftest import free_port
+
+    node = ClusterNode(ClusterSettings(redis_url=f"redis://127.0.0.1:{free_port()}/0",
+                                       node_id="a", advertise_url="http://a:1"),
+                       dict, FakeRooms().broadcast, FakeRooms().close_room)
+    with pytest.raises(ClusterUnavailable, match="unreachable"):
+        await node.connect()
+
+
+@pytest.mark.parametrize("kwargs", [{"node_id": ""}, {"node_id": "a b"}, {"node_id": "a:b"},
+                                    {"advertise_url": "10.0.0.5:8080"},
+                                    {"heartbeat": 3.0, "ttl": 3.0}])
+def test_bad_cluster_settings_are_refused(kwargs: dict[str, Any]) -> None:
+    values: dict[str, Any] = {"redis_url": "redis://r", "node_id": "a",
+                              "advertise_url": "http://a:1", **kwargs}
+    with pytest.raises(ValueError):
+        ClusterSettings(**values)
