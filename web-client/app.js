@@ -68,6 +68,8 @@ const ui = {
   hostActions: $("host-actions"),
   muteAll: $("mute-all"),
   lowerHands: $("lower-hands"),
+  lectureMode: $("lecture-mode"),
+  lectureLabel: $("lecture-label"),
   lockRoom: $("lock-room"),
   chatLog: $("chat-log"),
   chatForm: $("chat-form"),
@@ -170,6 +172,10 @@ class Session {
     this.screens = new Map(); // participant id -> presentation tile
     this.screenStream = null; // our own shared screen
     this.screenTransceiver = null;
+    this.cameraTransceiver = null;
+    this.ownSources = new Map(); // our own source id -> publish m-line mid (publish_layers)
+    this.rejoinKey = null; // from joined: proves it is us again after a reconnection
+    this.lecture = false; // lecture mode: only hosts and presenters send video
   }
 
   start() {
@@ -195,6 +201,7 @@ class Session {
         room: this.room,
         name: this.name,
         ...(this.token ? { token: this.token } : {}),
+        ...(this.reconnecting && this.rejoinKey ? { rejoin: this.rejoinKey } : {}),
       });
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
     });
@@ -254,6 +261,9 @@ class Session {
     for (const track of this.screenStream?.getTracks() ?? []) track.stop();
     this.screenStream = null;
     this.screenTransceiver = null;
+    this.cameraTransceiver = null;
+    this.ownSources.clear();
+    this.published = false;
     this.videoOrder.clear();
     renderControls(this);
     this.joined = false;
@@ -286,10 +296,12 @@ class Session {
       case "publish_answer":
         if (this.pub && msg.id === this.publishRequestId) {
           const generation = this.generation;
+          this.noteOwnSources(msg.sources);
           this.pub
             .setRemoteDescription({ type: "answer", sdp: msg.sdp })
             .then(() => {
-              if (this.localStream) setStatus(t("joinedRoom", { room: this.room }));
+              if (this.localStream && !this.published) setStatus(t("joinedRoom", { room: this.room }));
+              this.published = true;
             })
             .catch((err) => this.fail("publish answer", err, generation));
         }
@@ -346,11 +358,21 @@ class Session {
         this.setLocked(msg.locked);
         setStatus(t(msg.locked ? "lockedBy" : "unlockedBy", { by: msg.by }));
         break;
+      case "lecture":
+        this.setLecture(msg.enabled === true, msg.by);
+        break;
+      case "publish_layers":
+        this.onPublishLayers(msg);
+        break;
       case "active_speaker":
         this.setSpeaker(msg.participant_id);
         break;
       case "source_added":
-        if (msg.source?.kind === "video") this.noteVideoSource(msg.source);
+        if (msg.source?.participant_id === this.participantId && msg.source.mid != null) {
+          this.noteOwnSources({ [msg.source.mid]: msg.source.id });
+        } else if (msg.source?.kind === "video") {
+          this.noteVideoSource(msg.source);
+        }
         break;
       case "source_removed":
         for (const list of this.videoOrder.values()) {
@@ -379,7 +401,10 @@ class Session {
       if (!mic || !cam || hand) this.send({ type: "set_state", mic, cam, hand });
     }
     this.participantId = msg.participant_id;
+    this.rejoinKey = typeof msg.rejoin_key === "string" ? msg.rejoin_key : null;
     this.role = msg.role === "host" ? "host" : "participant";
+    this.lecture = Boolean(msg.meeting?.lecture);
+    this.setLecture(this.lecture);
     ui.hostActions.hidden = this.role !== "host";
     ui.controls.hidden = false;
     this.setLocked(Boolean(msg.meeting?.locked));
@@ -426,6 +451,13 @@ class Session {
     const previous = this.states.get(id);
     this.states.set(id, state);
     if (id === this.participantId) {
+      if (previous && Boolean(previous.presenter) !== Boolean(state.presenter)
+          && this.lecture && this.role !== "host") {
+        setStatus(t(state.presenter ? "presenterGranted" : "presenterRevoked"), "warn");
+      }
+      if (!previous || Boolean(previous.presenter) !== Boolean(state.presenter)) {
+        this.applyPresentRight();
+      }
       // The server may change our state (a host muted us): follow it.
       if (state.mic === false && this.me.mic) this.setMic(false, false);
       if (state.hand === false && this.me.hand) {
@@ -445,13 +477,17 @@ class Session {
 
   renderTileState(tile, state) {
     if (!tile) return;
+    const withheld = !this.mayPresent(state);
     tile.figure.classList.toggle("mic-off", state.mic === false);
     tile.figure.classList.toggle("cam-off", state.cam === false);
     tile.figure.classList.toggle("hand-up", state.hand === true);
     tile.figure.classList.toggle("host", state.role === "host");
+    tile.figure.classList.toggle("withheld", withheld);
+    tile.figure.dataset.note = withheld ? t("videoWithheld") : "";
     const notes = [];
     if (state.hand) notes.push(t("handRaised"));
     if (state.mic === false) notes.push(t("micStateOff"));
+    if (withheld) notes.push(t("videoWithheld"));
     tile.status.textContent = notes.join(", ");
   }
 
@@ -460,7 +496,7 @@ class Session {
     this.me.mic = on;
     renderControls(this);
     if (tell) this.send({ type: "set_state", mic: on });
-    this.renderTileState(this.localTile, { ...this.me, role: this.role });
+    this.renderTileState(this.localTile, { ...this.states.get(this.participantId), ...this.me, role: this.role });
   }
 
   setCam(on) {
@@ -468,13 +504,85 @@ class Session {
     this.me.cam = on;
     renderControls(this);
     this.send({ type: "set_state", cam: on });
-    this.renderTileState(this.localTile, { ...this.me, role: this.role });
+    this.renderTileState(this.localTile, { ...this.states.get(this.participantId), ...this.me, role: this.role });
   }
 
   setHand(up) {
     this.me.hand = up;
     renderControls(this);
     this.send({ type: "set_state", hand: up });
+  }
+
+  // ---- lecture mode (docs/protocol.md: lecture mode) ---------------------
+
+  mayPresent(state) {
+    return !this.lecture || state?.role === "host" || Boolean(state?.presenter);
+  }
+
+  canPresent() {
+    return this.mayPresent({ ...this.states.get(this.participantId), role: this.role });
+  }
+
+  setLecture(enabled, by = null) {
+    const changed = this.lecture !== enabled;
+    this.lecture = enabled;
+    ui.lectureLabel.hidden = !enabled;
+    ui.lectureMode.setAttribute("aria-pressed", String(enabled));
+    ui.lectureMode.textContent = t(enabled ? "lectureOff" : "lectureOn");
+    if (by && changed) setStatus(t(enabled ? "lectureStarted" : "lectureEnded", { by }), "warn");
+    for (const [id, state] of this.states) {
+      this.renderTileState(id === this.participantId ? this.localTile : this.tiles.get(id), state);
+    }
+    this.renderPeople();
+    this.applyPresentRight();
+  }
+
+  // Sends our camera only while we may: the server would refuse the offer
+  // (not_presenter) and hide the video anyway.
+  applyPresentRight() {
+    renderControls(this);
+    if (!this.pub) return;
+    const allowed = this.canPresent();
+    const generation = this.generation;
+    const work = async () => {
+      if (!allowed && this.screenStream) await this.stopShare();
+      const camera = this.cameraTransceiver;
+      const want = allowed ? "sendonly" : "inactive";
+      if (!camera || !this.pub) return;
+      if (camera.direction === want && camera.currentDirection === want) return;
+      camera.direction = want;
+      await this.renegotiate();
+    };
+    this.presentQueue = (this.presentQueue ?? Promise.resolve())
+      .then(() => generation === this.generation && work())
+      .catch((err) => this.fail("lecture mode", err, generation));
+  }
+
+  // publish_layers (docs/protocol.md): the SFU asks us to stop (or restart)
+  // simulcast layers nobody receives. Unknown sources and malformed lists
+  // are ignored; the lowest layer always stays on.
+  onPublishLayers(msg) {
+    const active = msg.active;
+    if (!this.pub || !Array.isArray(active) || active.length === 0
+        || !active.every((value) => typeof value === "boolean")) return;
+    const mid = typeof msg.mid === "string" ? msg.mid : this.ownSources.get(msg.source_id);
+    if (mid == null) return;
+    const sender = this.pub.getTransceivers().find((tr) => tr.mid === mid)?.sender;
+    if (!sender) return;
+    const params = sender.getParameters();
+    if (!params.encodings || params.encodings.length !== active.length) return;
+    const wanted = active.map((on, i) => on || i === 0);
+    if (params.encodings.every((encoding, i) => encoding.active === wanted[i])) return;
+    params.encodings.forEach((encoding, i) => { encoding.active = wanted[i]; });
+    const generation = this.generation;
+    sender.setParameters(params).catch((err) => this.fail("publish layers", err, generation));
+  }
+
+  noteOwnSources(sources) {
+    if (!sources || typeof sources !== "object") return;
+    for (const [mid, sourceId] of Object.entries(sources)) {
+      if (typeof sourceId === "string") this.ownSources.set(sourceId, mid);
+    }
   }
 
   setLocked(locked) {
@@ -707,12 +815,14 @@ class Session {
     name.className = "person-name";
     name.textContent = id === this.participantId ? `${state.name} ${t("youSuffix")}` : state.name;
     row.append(name);
-    if (state.role === "host") {
+    const tagged = (text, extra = "") => {
       const tag = document.createElement("span");
-      tag.className = "tag";
-      tag.textContent = t("host");
+      tag.className = `tag ${extra}`;
+      tag.textContent = text;
       row.append(tag);
-    }
+    };
+    if (state.role === "host") tagged(t("host"));
+    else if (state.presenter) tagged(t("presenter"), "tag-presenter");
     const flags = document.createElement("span");
     flags.className = "person-flags";
     const flag = (iconName, label, kind) => {
@@ -750,6 +860,12 @@ class Session {
         action(t("askShort"), t("askUnmute", { name: state.name }),
           () => this.send({ type: "ask_unmute", participant_id: id }));
       }
+      if (state.role !== "host") {
+        action(t(state.presenter ? "revokeShort" : "grantShort"),
+          t(state.presenter ? "revokePresenter" : "grantPresenter", { name: state.name }),
+          () => this.send({ type: "set_presenter", participant_id: id, presenter: !state.presenter }),
+          state.presenter ? "btn-presenter" : "");
+      }
       action(t("removeShort"), t("removeOne", { name: state.name }), () => {
         if (confirm(t("confirmRemove", { name: state.name }))) {
           this.send({ type: "remove", participant_id: id });
@@ -772,8 +888,13 @@ class Session {
     this.watchConnection(pc);
     for (const track of this.localStream.getTracks()) {
       const init = { direction: "sendonly", streams: [this.localStream] };
-      if (track.kind === "video") init.sendEncodings = CAMERA_ENCODINGS;
-      pc.addTransceiver(track, init);
+      if (track.kind === "video") {
+        init.sendEncodings = CAMERA_ENCODINGS;
+        // Lecture mode without the right to present: the m-line waits, inactive.
+        if (!this.canPresent()) init.direction = "inactive";
+      }
+      const transceiver = pc.addTransceiver(track, init);
+      if (track.kind === "video") this.cameraTransceiver = transceiver;
     }
     await pc.setLocalDescription(await pc.createOffer());
     await waitForGathering(pc);
@@ -816,8 +937,12 @@ class Session {
         shown.set(info.participant_id, info.source_id);
       }
     }
-    for (const participantId of this.tiles.keys()) {
-      this.watcher?.setSource(participantId, shown.get(participantId) ?? null);
+    for (const [participantId, tile] of this.tiles) {
+      const sourceId = shown.get(participantId) ?? null;
+      // A new source starts unpaused: a pause belonged to the one it replaces.
+      if (tile.sourceId !== sourceId) tile.figure.classList.remove("paused");
+      tile.sourceId = sourceId;
+      this.watcher?.setSource(participantId, sourceId);
     }
   }
 
@@ -1054,14 +1179,17 @@ function renderControls(s) {
   };
   set(ui.mic, micOn ? "mic" : "mic-off", micOn ? t("micOn") : t("micOff"),
     micOn ? t("micOnHint") : t("micOffHint"), micOn, !micOn, hasAudio);
+  const mayPresent = s ? s.canPresent() : true;
   set(ui.cam, camOn ? "cam" : "cam-off", camOn ? t("camOn") : t("camOff"),
-    camOn ? t("camOnHint") : t("camOffHint"), camOn, !camOn, hasVideo);
+    mayPresent ? (camOn ? t("camOnHint") : t("camOffHint")) : t("notPresenterHint"),
+    camOn, !camOn, hasVideo && mayPresent);
   set(ui.hand, "hand", handUp ? t("handUp") : t("handDown"), handUp ? t("handUp") : t("handDown"),
     handUp, false, true);
   ui.hand.classList.toggle("raised", handUp);
   const sharing = Boolean(s?.screenStream);
   set(ui.share, "screen", sharing ? t("stopSharing") : t("shareScreen"),
-    sharing ? t("stopSharingHint") : t("shareScreenHint"), sharing, false, Boolean(s?.pub));
+    mayPresent ? (sharing ? t("stopSharingHint") : t("shareScreenHint")) : t("notPresenterHint"),
+    sharing, false, Boolean(s?.pub) && mayPresent);
   ui.share.hidden = !navigator.mediaDevices?.getDisplayMedia;
 }
 
@@ -1139,6 +1267,7 @@ function wireRoomControls() {
   ui.muteAll.addEventListener("click", () => session?.send({ type: "mute_all" }));
   ui.lowerHands.addEventListener("click", () => session?.send({ type: "lower_hands" }));
   ui.lockRoom.addEventListener("click", () => session?.send({ type: "lock", locked: !session.locked }));
+  ui.lectureMode.addEventListener("click", () => session?.send({ type: "lecture", enabled: !session.lecture }));
   ui.chatForm.addEventListener("submit", (event) => {
     event.preventDefault();
     const text = ui.chatInput.value.trim();
@@ -1159,6 +1288,7 @@ function showForm(message = "", kind = "info", restartPreview = false) {
   ui.controls.hidden = true;
   closePanel();
   ui.lockLabel.hidden = true;
+  ui.lectureLabel.hidden = true;
   ui.leave.hidden = true;
   ui.roomLabel.hidden = true;
   document.getElementById("enable-sound")?.remove();
