@@ -54,6 +54,18 @@ async def test_rejoins_after_the_socket_closes(browser: Any, visio_server: Serve
             timeout=5_000)
         assert await teacher.page.locator("figure[data-participant-id]").count() == 1
 
+        # The host (first in this development-mode room) drops too: she comes back
+        # host, not as a participant, although the pupil is in the room now.
+        await teacher.page.evaluate("window.visio.ws.close()")
+        await teacher.page.wait_for_function(
+            "() => document.body.classList.contains('reconnecting')", polling=20, timeout=3_000)
+        await teacher.page.wait_for_function(REMOTE_PLAYING_JS, arg=pupil.name, timeout=10_000)
+        await teacher.page.locator("#open-people").click()
+        await teacher.page.get_by_role("button", name="Couper tous les micros").wait_for()
+        await pupil.page.locator("#open-people").click()
+        row = pupil.page.locator(".person", has_text="Mme Martin")
+        await row.get_by_text("Animateur").wait_for(timeout=10_000)
+
         errors = console_errors(room.people)
         assert not errors, errors
     except Exception as exc:
