@@ -67,6 +67,7 @@ class ClusterNode:
         self.bus = RoomBus(self.redis, settings.events_channel, self.node_id, self._deliver)
         self.counters = ClusterCounters()
         self.draining = False
+        self.drain_mode: str | None = None  # DRAIN_FINISH or DRAIN_MIGRATE once draining
         self.nodes: list[NodeRecord] = []  # the registry as of the last heartbeat
         self.owned: set[str] = set()  # rooms whose claims the last heartbeat held
         self._hosted = hosted
@@ -124,16 +125,20 @@ class ClusterNode:
         """Announce this node, extend the claims of its rooms, release the emptied ones."""
         rooms = self._hosted()
         mode = await self.redis.get(self.settings.drain_key(self.node_id))
-        if mode is not None and not self.draining:
+        if mode is not None and mode != self.drain_mode:  # finish, then maybe migrate
             await self.drain(str(mode))
         await self.registry.announce(self.record(rooms))
         now = time.monotonic()
         self._fresh = {r: t for r, t in self._fresh.items() if now - t < CLAIM_GRACE}
         hosting = set(rooms) | set(self._fresh)
         lost = await self.claims.refresh(hosting, self.node_id)
-        if lost:
+        if lost:  # this node looked dead for a while: another one hosts these rooms now
             self.counters.claims_lost += len(lost)
-            logger.warning("cluster: lost the claim on rooms %s to another node", sorted(lost))
+            logger.warning("cluster: lost the claim on rooms %s to another node; their "
+                           "participants reconnect there", sorted(lost))
+            for room in lost:  # one room, one node: never two halves of a meeting
+                self._fresh.pop(room, None)
+                await self._close_room(room, "room moved: reconnect")
         for room in self.owned - hosting:
             await self.claims.release(room, self.node_id)
         self.owned = hosting - lost
@@ -187,7 +192,7 @@ class ClusterNode:
         ``migrate``: their claims are released and their sockets closed; the
         clients reconnect and the rooms are placed on other nodes.
         """
-        self.draining = True
+        self.draining, self.drain_mode = True, mode
         if self._on_drain is not None:
             self._on_drain()
         logger.info("cluster: node %s draining (%s)", self.node_id, mode)

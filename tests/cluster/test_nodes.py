@@ -81,6 +81,11 @@ def metrics(server: ServerProcess) -> str:
         return str(response.read().decode())
 
 
+def cluster_command(redis: RedisServer, *args: str) -> None:
+    subprocess.run([sys.executable, "-m", "signaling", "cluster", "--redis-url", redis.url,
+                    *args], check=True, cwd=REPO, timeout=30)
+
+
 async def metric_shows(server: ServerProcess, line: str, timeout: float = 5) -> None:
     """Waits for a /metrics line (the cluster's gauges move at each 1 s heartbeat)."""
     deadline = time.monotonic() + timeout
@@ -144,7 +149,7 @@ async def test_a_room_on_node_1_is_reached_through_node_2_and_survives_node_1s_d
 
 def test_a_node_without_redis_at_start_refuses_to_serve(tmp_path: Path) -> None:
     """A wrong --redis-url fails at start-up, not at the first join."""
-    with pytest.raises(RuntimeError, match="Redis at .* is unreachable"):
+    with pytest.raises(RuntimeError, match=r"Redis at .* is unreachable"):
         start_server(tmp_path, "--redis-url", f"redis://127.0.0.1:{free_port()}/0")
 
 
@@ -157,8 +162,7 @@ async def test_a_drained_node_sends_new_rooms_to_the_other_node(
         early = TestPeer(node1.base_url, "maths", "erin")
         peers.append(early)
         await early.join()  # a room node 1 hosts before the drain: it stays there
-        subprocess.run([sys.executable, "-m", "signaling", "cluster", "--redis-url",
-                        redis_server.url, "drain", "node1"], check=True, cwd=REPO, timeout=30)
+        cluster_command(redis_server, "drain", "node1")
         await metric_shows(node1, 'visio_node_draining{node="node1"} 1')
         with pytest.raises(urllib.error.HTTPError) as not_ready:
             urllib.request.urlopen(node1.base_url + "/readyz", timeout=5)
@@ -173,6 +177,23 @@ async def test_a_drained_node_sends_new_rooms_to_the_other_node(
         assert node1.stats()["participants"] == 2  # erin and frank, in maths
         assert node2.stats()["participants"] == 1  # dave, relayed by node 1 to node 2
         assert 'visio_cluster_relays_open{node="node1"} 1' in metrics(node1)
+
+        # A room event crosses nodes: published from a shell, delivered by node 1 to erin.
+        cluster_command(redis_server, "notice", "maths", "Fin dans 5 minutes")
+        await early.wait_for(lambda: any(e.get("type") == "chat" and e.get("name") == "visio"
+                                         and e.get("text") == "Fin dans 5 minutes"
+                                         for e in early.events), 5, "the operator's notice")
+        # Migrate: node 1's rooms move; its participants reconnect (through node 1, which now
+        # relays them) and the room is placed on node 2.
+        cluster_command(redis_server, "drain", "node1", "--migrate")
+        for peer in (early, late):
+            await asyncio.wait_for(peer.signaling.closed.wait(), 5)
+        deadline = time.monotonic() + 10
+        moved = list(await asyncio.gather(*(rejoin(p, [node1.base_url], deadline)
+                                            for p in (early, late))))
+        peers += moved
+        assert node2.stats()["participants"] == 3 and node1.stats()["participants"] == 0
+        await metric_shows(node1, 'visio_cluster_relays_open{node="node1"} 3')
     finally:
         for peer in peers:
             await peer.close()

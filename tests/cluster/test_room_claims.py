@@ -163,6 +163,10 @@ async def test_route_hosts_here_or_names_the_owner_then_takes_over_a_dead_one(
         assert await b.claims.owner("maths") == "b"
         await asyncio.sleep(HEARTBEAT * 3)
         assert "maths" in b.owned
+        await a.beat()  # a comes back (a long stall, not a death): it must let the room go
+        assert rooms_a.closed == [("maths", "room moved: reconnect")]
+        assert a.counters.claims_lost == 1 and "maths" not in a.owned
+        assert await b.claims.owner("maths") == "b"
     finally:
         await b.stop()
         await a.stop()
