@@ -30,12 +30,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          help="sub-windows the window is cut into; the headline figures are "
                               f"their medians (default {defaults.repeats})")
     forward.add_argument("--warmup", type=float, default=defaults.warmup,
-                         help="seconds of traffic after every subscriber receives media and "
-                              f"before the window opens (default {defaults.warmup:g})")
+                         help="seconds of traffic at the publishers' fixed bitrate (1.5 Mbit/s; "
+                              "REMB is ignored) before the window opens "
+                              f"(default {defaults.warmup:g})")
     forward.add_argument("--max-warmup", type=float, default=defaults.max_warmup,
-                         help="longest warm-up: after --warmup the window waits until the "
-                              "publisher's encoder bitrate stopped ramping up, at most this "
-                              f"long (default {defaults.max_warmup:g})")
+                         help="longest warm-up, should an encoder not exist yet "
+                              f"(default {defaults.max_warmup:g})")
+    forward.add_argument("--workers", type=int, default=defaults.workers,
+                         help="SFU worker processes of `visio serve`, all pinned to the SFU's "
+                              "core; the SFU CPU is the whole server process tree's "
+                              f"(default {defaults.workers}; 0: the SFU in-process)")
     forward.add_argument("--width", type=int, default=defaults.width,
                          help=f"published video width (default {defaults.width})")
     forward.add_argument("--height", type=int, default=defaults.height,
@@ -67,6 +71,7 @@ def main(args: argparse.Namespace) -> int:
             publishers=args.publishers,
             duration=args.duration,
             repeats=args.repeats,
+            workers=args.workers,
             warmup=args.warmup,
             max_warmup=args.max_warmup,
             width=args.width,

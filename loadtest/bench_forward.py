@@ -1,10 +1,12 @@
 """The forwarding benchmark: SFU CPU time per forwarded and per ingested RTP packet.
 
 A real ``visio serve`` subprocess is pinned to one core. This process, pinned
-to another core, runs one aiortc publisher (VP8, optionally Opus) and N aiortc
-subscribers that join the same room through the signaling protocol. The
-subscribers never decode: a hook on their DTLS transport counts each
-decrypted packet and drops it, so the load generator stays cheap.
+to another core, runs P aiortc publishers (VP8, optionally Opus) and N light
+participants (``loadtest.participant``) that join the same room through the
+signaling protocol and subscribe. The subscribers never decode: they read
+SRTP off their sockets and count packets from their headers, on a loop
+thread of their own (``loadtest.subscriber_pool``) whose CPU time is the
+light client's cost per received packet.
 
 After a warm-up, the SFU's CPU time (``/proc/<pid>/stat`` utime + stime) and
 its packet counters (``GET /api/stats``) are read at both ends of a steady
@@ -21,7 +23,6 @@ import json
 import math
 import os
 import platform
-import re
 import secrets
 import socket
 import statistics
@@ -40,24 +41,24 @@ import numpy as np
 import uvloop
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import VideoFrame
 
 from loadtest.signaling_client import SignalingClient
-from loadtest.twcc_feedback import TransportFeedbackGenerator
+from loadtest.subscriber_pool import PoolSample, SubscriberPool
 from sfu.aiortc_bridge import (
     IceSettings,
     configure_aiortc,
     new_peer_connection,
+    override,
     pin_ice_addresses,
 )
-from sfu.rtp import MalformedPacket, parse_header
-from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
 
 LOOPBACK = IceSettings("127.0.0.1", "127.0.0.1")
 VIDEO_CLOCK = 90000
 SERVER_START_TIMEOUT = 20.0
 CLOSE_TIMEOUT = 5.0
-SETTLED_AFTER = 3.0  # s without a change of the encoder's target bitrate
+PUBLISHED_BITRATE = 1_500_000  # bit/s: aiortc's VP8 cap (aiortc.codecs.vpx.MAX_BITRATE)
 QUIET_THRESHOLD = 3.0  # % of a core used on the SFU's core by anything but the SFU
 COUNTERS_REPORTED = (
     "rtp_malformed", "rtp_unknown_ssrc", "rtp_dropped_unknown_payload", "rtp_padding_dropped",
@@ -72,6 +73,9 @@ class ForwardOptions:
     subscribers: int = 20
     duration: float = 10.0  # the measured window (``--seconds``)
     publishers: int = 1
+    # SFU worker processes of ``visio serve`` (0: the SFU inside the signaling process). One
+    # worker pinned to one core is the unit a deployment multiplies by its cores.
+    workers: int = 1
     # The window is cut into this many equal sub-windows; the headline figures are the
     # medians of the sub-windows' ratios, so one perturbed second does not move them.
     repeats: int = 5
@@ -86,12 +90,14 @@ class ForwardOptions:
     pin: bool = True
     server_cpu: int = 0
     client_cpu: int = 1
-    max_warmup: float = 45.0  # s: give up waiting for the publisher's bitrate to settle
+    max_warmup: float = 20.0  # s: give up waiting for the publishers' encoders to exist
     ready_timeout: float = 30.0  # s for every subscriber to receive media
 
     def validate(self) -> None:
         if self.subscribers < 1:
             raise ValueError("--subscribers must be at least 1")
+        if not 0 <= self.workers <= 8:
+            raise ValueError("--workers must be between 0 and 8")
         if not 1 <= self.publishers <= 8:
             raise ValueError("--publishers must be between 1 and 8")
         if not self.duration > 0 or self.warmup < 0:
@@ -123,6 +129,8 @@ class ForwardOptions:
         parts += [f"--seconds {self.duration:g}", f"--warmup {self.warmup:g}"]
         if self.repeats != defaults.repeats:
             parts.append(f"--repeats {self.repeats}")
+        if self.workers != defaults.workers:
+            parts.append(f"--workers {self.workers}")
         if self.max_warmup != defaults.max_warmup:
             parts.append(f"--max-warmup {self.max_warmup:g}")
         if (self.width, self.height) != (defaults.width, defaults.height):
@@ -150,11 +158,15 @@ class ForwardResult:
     ingested_pps: float
     loss_pct: float  # publisher -> SFU and SFU -> subscriber losses combined
     sfu_cpu_pct: float  # of one core
+    # The light subscribers' own CPU (their loop thread: receive, counting, RTCP, timers).
+    client_cpu_us_per_received_packet: float
+    client_cpu_pct: float
+    client_loss_pct: float  # RFC 3550 loss the subscribers saw over the whole window
     publishers: int
     subscribers: int
     media: str
     warmup_s: float  # from the first packet at every subscriber to the window's start
-    bitrate_settled: bool  # the encoder's target bitrate had stopped moving before the window
+    bitrate_settled: bool  # every publisher's encoder was fixed at its bitrate before
     encoder_target_bps_start: int  # the publisher's VP8 target bitrate (moved by REMB)
     encoder_target_bps_end: int  # at the window's start and end
     window_s: float
@@ -165,8 +177,8 @@ class ForwardResult:
     in_pps: float
     out_pps: float
     in_mbps: float
-    sfu_cpu_s: float
-    sfu_user_s: float
+    sfu_cpu_s: float  # exact runtime of the SFU's threads (schedstat)
+    sfu_user_s: float  # user / system split sampled at every tick (10 ms)
     sfu_system_s: float
     sfu_cpu_percent: float
     us_per_packet_out: float
@@ -175,7 +187,7 @@ class ForwardResult:
     delivered_per_subscriber_min: int
     delivered_per_subscriber_max: int
     delivery_ratio: float  # delivered / packets_out
-    delivered_pps_min: float  # steadiness: lowest and highest 1-s delivery rate in the window
+    delivered_pps_min: float  # steadiness: lowest and highest sub-window delivery rate
     delivered_pps_max: float
     publisher_packets_sent: int
     generator_cpu_percent: float
@@ -203,6 +215,20 @@ def process_cpu_times(pid: int) -> tuple[float, float]:
     fields = text[text.rindex(")") + 2:].split()  # fields from #3 (state) on
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def process_runtime(pid: int) -> float:
+    """CPU seconds (user + system) of the live threads of ``pid``, to the nanosecond.
+
+    The scheduler's own runtime (``/proc/<pid>/task/<tid>/schedstat``, first
+    field) is exact, where utime/stime are sampled at every tick (10 ms): a
+    2-s sub-window of a process at a few % of a core can show 0 ticks.
+    """
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -235,6 +261,36 @@ def resident_mb(pid: int) -> float:
     return 0.0
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (``visio serve`` runs the SFU in worker processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = Path(f"/proc/{entry}/stat").read_text()
+            parent = int(text[text.rindex(")") + 2:].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending.extend(children.get(current, []))
+    return tree
+
+
+def tree_cpu(pid: int) -> tuple[float, float, float]:
+    """(exact runtime, tick-sampled user, tick-sampled system) summed over ``pid``'s tree."""
+    runtime = user = system = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            member_user, member_system = process_cpu_times(member)
+            runtime += process_runtime(member)
+            user += member_user
+            system += member_system
+    return runtime, user, system
+
+
 def allowed_cpus(pid: int) -> list[int]:
     """The union of the cores the threads of ``pid`` may run on."""
     cpus: set[int] = set()
@@ -245,9 +301,10 @@ def allowed_cpus(pid: int) -> list[int]:
 
 
 def pin_threads(pid: int, cpus: set[int]) -> None:
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(tid), cpus)
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), cpus)
 
 
 def cpu_model() -> str:
@@ -286,7 +343,10 @@ def environment(options: ForwardOptions, server_pid: int) -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         **versions,
-        "sfu_cpus": allowed_cpus(server_pid),
+        "sfu_cpus": sorted({cpu for member in process_tree(server_pid)
+                            for cpu in allowed_cpus(member)}),
+        "sfu_processes": len(process_tree(server_pid)),
+        "sfu_workers": options.workers,
         "generator_cpus": sorted(os.sched_getaffinity(0)),
         "pinned": options.pin,
     }
@@ -321,7 +381,7 @@ def _start_server(options: ForwardOptions, log_dir: Path) -> _Server:
     # Development mode: joins by room name, no booking token; its data stays in log_dir.
     command = [sys.executable, "-m", "signaling", "serve", "--port", str(port),
                "--ice-announce", "127.0.0.1", "--mode", "development",
-               "--data-dir", str(log_dir)]
+               "--data-dir", str(log_dir), "--workers", str(options.workers)]
     with log_path.open("wb") as log:
         if options.pin:
             os.sched_setaffinity(0, {options.server_cpu})  # the child inherits this mask
@@ -347,7 +407,8 @@ def _start_server(options: ForwardOptions, log_dir: Path) -> _Server:
                                    f"{SERVER_START_TIMEOUT:g} s") from None
             time.sleep(0.1)
     if options.pin:
-        pin_threads(process.pid, {options.server_cpu})
+        for member in process_tree(process.pid):
+            pin_threads(member, {options.server_cpu})
     return server
 
 
@@ -416,21 +477,39 @@ class BenchPublisher:
         options = self.options
         if options.audio:
             self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-        self.pc.addTransceiver(SyntheticVideo(options.width, options.height, options.fps),
-                               direction="sendonly")
+        video = self.pc.addTransceiver(SyntheticVideo(options.width, options.height,
+                                                      options.fps), direction="sendonly")
+        original = video.sender._handle_rtcp_packet
+
+        async def without_remb(packet: Any) -> None:
+            if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
+                await original(packet)  # PLI, NACK, receiver reports
+
+        override(video.sender, "_handle_rtcp_packet", without_remb)
         pin_ice_addresses(self.pc, LOOPBACK)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         reply = await self.signaling.request({"type": "publish_offer",
                                               "sdp": self.pc.localDescription.sdp})
         await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
-    def target_bitrate(self) -> int:
-        """The VP8 encoder's current target (aiortc moves it on every REMB from the SFU)."""
+    def _encoder(self) -> Any:
         for sender in self.pc.getSenders():
             encoder = getattr(sender, "_RTCRtpSender__encoder", None)
             if sender.kind == "video" and encoder is not None:
-                return int(getattr(encoder, "target_bitrate", 0))
-        return 0
+                return encoder
+        return None
+
+    def target_bitrate(self) -> int:
+        """The VP8 encoder's current target (0 before its first frame)."""
+        return int(getattr(self._encoder(), "target_bitrate", 0))
+
+    def fix_bitrate(self) -> bool:
+        """Set the encoder to aiortc's cap (REMB is ignored); False if it does not exist yet."""
+        encoder = self._encoder()
+        if encoder is None:
+            return False
+        encoder.target_bitrate = PUBLISHED_BITRATE
+        return True
 
     async def packets_sent(self) -> int:
         total = 0
@@ -441,100 +520,6 @@ class BenchPublisher:
 
     async def close(self) -> None:
         await _close_peer(self.signaling, self.pc, None)
-
-
-def video_payload_types(sdp: str) -> set[int]:
-    """Every payload type on the ``m=video`` lines of ``sdp`` (media and RTX)."""
-    types: set[int] = set()
-    for line in sdp.splitlines():
-        if line.startswith("m=video "):
-            types.update(int(pt) for pt in line.split()[3:] if pt.isdigit())
-    return types
-
-
-class CountingSubscriber:
-    """Answers subscribe offers; counts and drops every decrypted RTP packet (never decodes)."""
-
-    def __init__(self, base_url: str, room: str, name: str,
-                 transport_cc: bool = False) -> None:
-        self.signaling = SignalingClient(base_url)
-        self._feedback = TransportFeedbackGenerator() if transport_cc else None
-        self._transport_cc_id = 0
-        self._reporter: asyncio.Task[None] | None = None
-        self.room = room
-        self.name = name
-        self.pc: RTCPeerConnection | None = None
-        self.packets = 0
-        self.octets = 0
-        self.video_packets = 0
-        self.answers = 0
-        self.errors: list[str] = []
-        self._video_pts: set[int] = set()
-        self._dispatcher: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        await self.signaling.connect()
-        await self.signaling.request({"type": "join", "v": 1, "room": self.room,
-                                      "name": self.name})
-        self._dispatcher = asyncio.ensure_future(self._dispatch())
-
-    async def _dispatch(self) -> None:
-        while True:
-            event = await self.signaling.events.get()
-            if event.get("type") != "subscribe_offer":
-                continue
-            try:
-                await self._answer(event)
-            except Exception as exc:  # recorded and reported; the benchmark then fails
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-
-    async def _answer(self, offer: dict[str, Any]) -> None:
-        if self.pc is None:
-            self.pc = new_peer_connection()
-        pc = self.pc
-        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        self._video_pts |= video_payload_types(offer["sdp"])
-        dtls = pc.getTransceivers()[0].receiver.transport  # bundled: one transport for all
-        if dtls._handle_rtp_data != self._count:
-            dtls._handle_rtp_data = self._count  # type: ignore[method-assign]
-        match = re.search(rf"^a=extmap:(\d+) {re.escape(TRANSPORT_CC_URI)}", offer["sdp"],
-                          re.MULTILINE)
-        if self._feedback is not None and match and self._reporter is None:
-            self._transport_cc_id = int(match.group(1))
-            self._reporter = asyncio.ensure_future(self._report(dtls))
-        pin_ice_addresses(pc, LOOPBACK)
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.signaling.send({"type": "subscribe_answer", "revision": offer["revision"],
-                                   "sdp": pc.localDescription.sdp})
-        self.answers += 1
-
-    async def _count(self, data: bytes, arrival_time_ms: int) -> None:
-        self.packets += 1
-        self.octets += len(data)
-        if data[1] & 0x7F in self._video_pts:
-            self.video_packets += 1
-        if self._transport_cc_id and self._feedback is not None:
-            try:
-                value = parse_header(data).extensions.get(self._transport_cc_id)
-            except MalformedPacket:
-                return
-            if value is not None and len(value) == 2:
-                self._feedback.on_packet(int.from_bytes(value, "big"),
-                                         time.monotonic_ns() // 1000)
-
-    async def _report(self, dtls: Any) -> None:
-        """transport-cc feedback every 50 ms, as Chrome sends it."""
-        while self._feedback is not None:
-            await asyncio.sleep(0.05)
-            fci = self._feedback.report()
-            if fci is not None:
-                with contextlib.suppress(ConnectionError):
-                    await dtls._send_rtp(build_feedback_packet(1, 0, fci))
-
-    async def close(self) -> None:
-        if self._reporter is not None:
-            self._reporter.cancel()
-        await _close_peer(self.signaling, self.pc, self._dispatcher)
 
 
 async def _close_peer(signaling: SignalingClient, pc: RTCPeerConnection | None,
@@ -559,73 +544,73 @@ class _Snapshot:
     at: float
     sfu_user: float
     sfu_system: float
+    sfu_runtime: float
     counters: dict[str, int]
     delivered: list[int]
     published: int
     generator_cpu: float
     cores: dict[int, tuple[int, int, int]]
+    client: PoolSample
 
 
 async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
-                    publishers: list[BenchPublisher],
-                    subscribers: list[CountingSubscriber]) -> _Snapshot:
-    sfu_user, sfu_system = process_cpu_times(pid)
+                    publishers: list[BenchPublisher], pool: SubscriberPool) -> _Snapshot:
+    sfu_runtime, sfu_user, sfu_system = tree_cpu(pid)
     cores = core_times()
     at = time.monotonic()
-    before = [s.packets for s in subscribers]
+    before = await pool.sample()
     generator_cpu = time.process_time()
     async with http.get(base_url + "/api/stats") as response:
         response.raise_for_status()
         stats = await response.json()
     counters: dict[str, int] = stats["counters"]
+    after = await pool.sample()
     # The server read its counters somewhere during the request: compare at the midpoint.
-    delivered = [(a + s.packets) // 2 for a, s in zip(before, subscribers, strict=True)]
+    delivered = [(a + b) // 2 for a, b in zip(before.packets, after.packets, strict=True)]
     published = sum([await p.packets_sent() for p in publishers])
-    return _Snapshot(at, sfu_user, sfu_system, counters, delivered, published, generator_cpu,
-                     cores)
+    return _Snapshot(at, sfu_user, sfu_system, sfu_runtime, counters, delivered, published,
+                     generator_cpu, cores, after)
 
 
-async def _wait_until_flowing(options: ForwardOptions, subscribers: list[CountingSubscriber],
+async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
                               server: _Server) -> None:
     deadline = time.monotonic() + options.ready_timeout
     while True:
-        errors = [f"{s.name}: {e}" for s in subscribers for e in s.errors]
+        waiting, errors = await pool.waiting(options.audio)
         if errors:
             raise RuntimeError("subscriber failed: " + "; ".join(errors[:3]))
         if server.process.poll() is not None:
             raise RuntimeError(f"visio serve died:\n{server.log_tail()}")
-        waiting = [s for s in subscribers
-                   if s.video_packets == 0 or (options.audio and s.packets == s.video_packets)]
         if not waiting:
             return
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{len(waiting)} of {len(subscribers)} subscribers received no "
+            raise RuntimeError(f"{waiting} of {options.subscribers} subscribers received no "
                                f"media within {options.ready_timeout:g} s")
         await asyncio.sleep(0.1)
 
 
 async def _settle(options: ForwardOptions,
                   publishers: list[BenchPublisher]) -> tuple[float, bool]:
-    """Warm up: at least ``warmup`` s, then until the encoder's bitrate stopped moving.
+    """Warm up: fix every publisher's VP8 bitrate, then let ``warmup`` s of traffic pass.
 
     aiortc's VP8 encoder starts at 500 kbit/s and follows the SFU's REMB up to
-    its 1.5 Mbit/s cap (about 15 s on loopback), restarting with a keyframe at
-    every 10 % step; a window opened during that ramp would not be steady.
-    Returns the warm-up used and whether the bitrate settled.
+    its 1.5 Mbit/s cap, restarting with a keyframe at every 10 % step; on a
+    busy machine the estimate wanders and a window would see a moving input.
+    The publishers ignore REMB and their encoders are set to the cap as soon
+    as they exist, so the input is constant. Returns the warm-up used and
+    whether every encoder was fixed before the window opened.
     """
     started = time.monotonic()
-    initial = last = [p.target_bitrate() for p in publishers]
-    changed_at = started
+    fixed_at: float | None = None
     while True:
         now = time.monotonic()
-        target = [p.target_bitrate() for p in publishers]
-        if target != last:
-            last, changed_at = target, now
-        moved = all(t != i for t, i in zip(target, initial, strict=True))
-        settled = moved and now - changed_at >= SETTLED_AFTER
-        if now - started >= options.warmup and (settled or now - started >= options.max_warmup):
-            return now - started, settled
-        await asyncio.sleep(0.25)
+        if fixed_at is None and all([p.fix_bitrate() for p in publishers]):
+            fixed_at = now
+        if fixed_at is not None and now - fixed_at >= options.warmup:
+            return now - started, True
+        if now - started >= options.max_warmup:
+            return now - started, fixed_at is not None
+        await asyncio.sleep(0.1)
 
 
 async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
@@ -635,39 +620,36 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
                   for i in range(options.publishers)]
     if options.transport_cc:
         configure_aiortc()  # this process's aiortc then answers transport-cc
-    subscribers = [CountingSubscriber(server.base_url, room, f"sub{i:02d}",
-                                      options.transport_cc)
-                   for i in range(options.subscribers)]
+    pool = SubscriberPool(server.base_url, room, options.subscribers, audio=options.audio,
+                          transport_cc=options.transport_cc)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         try:
             for publisher in publishers:
                 await publisher.start()
-            for subscriber in subscribers:
-                await subscriber.start()
-            await _wait_until_flowing(options, subscribers, server)
+            await pool.start()
+            await _wait_until_flowing(options, pool, server)
             warmup, settled = await _settle(options, publishers)
             target_start = sum(p.target_bitrate() for p in publishers)
-            snapshots = [await _snapshot(http, server.base_url, pid, publishers, subscribers)]
+            snapshots = [await _snapshot(http, server.base_url, pid, publishers, pool)]
             step = options.duration / options.repeats
             for index in range(1, options.repeats + 1):
                 delay = snapshots[0].at + index * step - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-                snapshots.append(await _snapshot(http, server.base_url, pid, publishers,
-                                                 subscribers))
-            rss = resident_mb(pid)
+                snapshots.append(await _snapshot(http, server.base_url, pid, publishers, pool))
+            rss = sum(resident_mb(member) for member in process_tree(pid))
             target_end = sum(p.target_bitrate() for p in publishers)
             env = environment(options, pid)
         finally:
-            await asyncio.gather(*(s.close() for s in subscribers),
-                                 *(p.close() for p in publishers), return_exceptions=True)
+            await asyncio.gather(pool.close(), *(p.close() for p in publishers),
+                                 return_exceptions=True)
     return _result(options, snapshots, rss, env, (warmup, settled, target_start, target_end))
 
 
 def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
     """The headline figures of one span between two snapshots."""
     span = end.at - start.at
-    cpu = end.sfu_user + end.sfu_system - start.sfu_user - start.sfu_system
+    cpu = end.sfu_runtime - start.sfu_runtime
     packets_in = end.counters["rtp_packets_in"] - start.counters["rtp_packets_in"]
     packets_out = end.counters["rtp_packets_out"] - start.counters["rtp_packets_out"]
     delivered = sum(end.delivered) - sum(start.delivered)
@@ -684,6 +666,9 @@ def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
         "loss_pct": 100 * (1 - reached_sfu * reached_subscribers),
         "sfu_cpu_pct": 100 * cpu / span,
         "delivered_pps": delivered / span,
+        "client_cpu_us_per_received_packet": (
+            (end.client.cpu - start.client.cpu) * 1e6 / delivered if delivered else math.nan),
+        "client_cpu_pct": 100 * (end.client.cpu - start.client.cpu) / span,
     }
 
 
@@ -700,8 +685,9 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
     window = end.at - start.at
     delta = {k: end.counters.get(k, 0) - start.counters.get(k, 0) for k in end.counters}
     packets_in, packets_out = delta["rtp_packets_in"], delta["rtp_packets_out"]
+    # user/system: tick-sampled split, for information; cpu: the scheduler's exact runtime
     user, system = end.sfu_user - start.sfu_user, end.sfu_system - start.sfu_system
-    cpu = user + system
+    cpu = end.sfu_runtime - start.sfu_runtime
     delivered = [b - a for a, b in zip(start.delivered, end.delivered, strict=True)]
     cores: dict[int, dict[str, float]] = {}
     for core, (busy, steal, total) in end.cores.items():
@@ -723,6 +709,10 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
         ingested_pps=_median(samples, "ingested_pps"),
         loss_pct=_median(samples, "loss_pct"),
         sfu_cpu_pct=_median(samples, "sfu_cpu_pct"),
+        client_cpu_us_per_received_packet=_median(samples, "client_cpu_us_per_received_packet"),
+        client_cpu_pct=_median(samples, "client_cpu_pct"),
+        client_loss_pct=100 * max(0, end.client.lost - start.client.lost) / max(
+            1, end.client.expected - start.client.expected),
         publishers=options.publishers,
         subscribers=options.subscribers,
         media=media,
@@ -792,7 +782,7 @@ def format_report(result: ForwardResult) -> str:
         ("media", f"{result.publishers} publisher(s) ({result.media} each) -> "
                   f"{result.subscribers} subscribers"),
         ("warm-up", f"{result.warmup_s:.1f} s after every subscriber had media"
-                    + ("" if result.bitrate_settled else " (encoder bitrate NOT settled)")),
+                    + ("" if result.bitrate_settled else " (encoder bitrate NOT fixed)")),
         ("encoder target", f"{result.encoder_target_bps_start / 1e6:.2f} Mbit/s at the "
                            f"window's start, {result.encoder_target_bps_end / 1e6:.2f} at its end"),
         ("window", f"{result.window_s:.2f} s in {len(result.samples)} sub-windows "
@@ -803,11 +793,15 @@ def format_report(result: ForwardResult) -> str:
                                              f"{result.ingested_pps:.0f}"),
         ("* SFU CPU", f"{result.sfu_cpu_pct:.1f} % of one core"),
         ("* loss", f"{result.loss_pct:.2f} %"),
+        ("* light client CPU", f"{result.client_cpu_us_per_received_packet:.1f} µs / received "
+                               f"packet, {result.client_cpu_pct:.1f} % of one core "
+                               f"(subscribers' loss {result.client_loss_pct:.2f} %)"),
         ("packets in", f"{result.packets_in}  ({result.in_pps:.0f}/s, "
                        f"{result.in_mbps:.2f} Mbit/s)"),
         ("packets out", f"{result.packets_out}  ({result.out_pps:.0f}/s)"),
         ("SFU CPU", f"{result.sfu_cpu_s:.2f} s = {result.sfu_cpu_percent:.1f} % of one core "
-                    f"(user {result.sfu_user_s:.2f} s, system {result.sfu_system_s:.2f} s)"),
+                    f"(tick-sampled: user {result.sfu_user_s:.2f} s, "
+                    f"system {result.sfu_system_s:.2f} s)"),
         ("µs CPU / forwarded packet", f"{result.us_per_packet_out:.1f} (whole window)"),
         ("µs CPU / ingested packet", f"{result.us_per_packet_in:.1f} (whole window)"),
         ("delivered to subscribers", f"{result.delivered}  ({100 * result.delivery_ratio:.1f} % "
