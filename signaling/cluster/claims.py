@@ -8,8 +8,9 @@ racing for the same room always agree on a single owner:
   node) → the room goes to the candidate; otherwise the current owner stays.
   Checking the owner's registry entry means a killed node loses its rooms
   when its entry expires, not later.
-* ``refresh``: the owner extends its claims; a claim that now names another
-  node (taken over after this node looked dead) is reported as lost.
+* ``refresh``: the owner extends its claims (re-creating one that vanished,
+  e.g. after a Redis restart); a claim that now names another node (taken
+  over after this node looked dead) is reported as lost.
 * ``release``: the owner deletes its claim when the room empties.
 
 The scripts read the owner's node key, which is not among their declared keys:
@@ -40,11 +41,17 @@ return ARGV[1]
 """
 
 # KEYS: room keys; ARGV: owner id, ttl ms. Returns 1 per key still owned (refreshed), else 0.
+# A missing key is claimed again: Redis restarted empty, or the owner's beats were late, and
+# nobody else took the room meanwhile.
 REFRESH = """
 local kept = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local owner = redis.call('GET', key)
+  if owner == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+    kept[i] = 1
+  elseif not owner then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
     kept[i] = 1
   else
     kept[i] = 0

@@ -139,6 +139,24 @@ async def test_a_claim_expires_unless_refreshed_and_only_its_owner_releases_it(
     assert await claims.claim("physics", "a") == "a"
     await asyncio.sleep(TTL + 0.2)
     assert await claims.owner("physics") is None
+    assert await claims.refresh(["physics"], "a") == set()  # vanished, nobody took it: a's again
+    assert await claims.owner("physics") == "a"
+
+
+async def test_a_redis_restart_loses_no_room(redis_server: RedisServer, redis: Redis) -> None:
+    a, rooms_a = make_node(redis_server, "a")
+    await start(a)
+    try:
+        await a.route("maths")
+        rooms_a.rooms["maths"] = 4
+        await a.beat()
+        await redis.flushall()  # what a Redis restarted without persistence looks like
+        await a.beat()
+        assert rooms_a.closed == [] and a.owned == {"maths"}
+        assert await a.claims.owner("maths") == "a"
+        assert await a.registry.get("a") is not None
+    finally:
+        await a.stop()
 
 
 async def test_route_hosts_here_or_names_the_owner_then_takes_over_a_dead_one(
