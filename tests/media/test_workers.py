@@ -130,3 +130,25 @@ async def test_killed_worker_participants_rejoin_and_decode_within_10_s(
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_new_rooms_go_to_the_least_loaded_worker_and_metrics_name_workers(
+        two_workers: ServerProcess) -> None:
+    peers = [TestPeer(two_workers.base_url, room, name)
+             for room, name in (("first", "alice"), ("second", "bob"))]
+    try:
+        for peer in peers:
+            await peer.join()
+        served = workers(two_workers)
+        assert sorted(w["participants"] for w in served) == [1, 1], served
+        assert all(w["pipes"] == 0 for w in served)  # two rooms: nothing to relay
+        with urllib.request.urlopen(two_workers.base_url + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        for index in (0, 1):
+            assert f'visio_worker_up{{worker="{index}"}} 1' in text
+            assert f'visio_worker_participants{{worker="{index}"}} 1' in text
+        assert 'visio_worker_forwarded_packets_per_second{worker="1"}' in text
+        assert "visio_participants 2" in text
+    finally:
+        for peer in peers:
+            await peer.close()
