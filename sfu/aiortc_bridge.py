@@ -28,7 +28,7 @@ import logging
 import re
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from types import SimpleNamespace
@@ -56,7 +56,7 @@ from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
 from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
-from sfu.srtp_wire import RtpWire, wire_self_check
+from sfu.srtp_wire import IncomingRtpTap, RtpWire, wire_self_check
 from sfu.stats import SfuCounters
 from sfu.twcc import TRANSPORT_CC_URI
 
@@ -367,7 +367,7 @@ def _signalled_ssrcs(offer: str) -> dict[str, tuple[list[int], dict[int, int]]]:
 
 # --------------------------------------------------------------------------- publish side
 
-RtpHandler = Callable[[bytes, int], Coroutine[Any, Any, None]]
+RtpHandler = Callable[[bytes, int], None]  # decrypted RTP, arrival in NTP milliseconds
 SenderReportHandler = Callable[[int, int, int], None]
 StateHandler = Callable[[str], Awaitable[None]]
 
@@ -389,6 +389,7 @@ class PublishConnection:
         self._on_sender_report = on_sender_report
         self._pc = new_peer_connection()
         self._hooked: RTCDtlsTransport | None = None
+        self._tap: IncomingRtpTap | None = None
         self.extension_ids: dict[str, int] = {}
 
         @self._pc.on("connectionstatechange")
@@ -434,7 +435,16 @@ class PublishConnection:
         if not transceivers or self._hooked is not None:
             return
         dtls = transceivers[0].receiver.transport
-        override(dtls, "_handle_rtp_data", self._on_rtp)
+        tap = self._tap = IncomingRtpTap(dtls, self._on_rtp)
+        on_rtp = self._on_rtp
+
+        async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+            # The first packets after the handshake come through aiortc; from then on
+            # the tap delivers them straight from the socket.
+            on_rtp(data, arrival_time_ms)
+            tap.install()
+
+        override(dtls, "_handle_rtp_data", handle_rtp_data)
         override(dtls, "_handle_rtcp_data", self._handle_rtcp_data)
         self._hooked = dtls
 

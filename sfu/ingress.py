@@ -89,17 +89,17 @@ class PublisherIngress:
         if self._report_task is None:
             self._report_task = asyncio.ensure_future(self._report_loop())
 
-    async def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
-        """aiortc's hook: must never raise."""
+    def on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        """One decrypted publisher packet, straight from the socket: must never raise."""
         try:
-            await self._ingest(data, arrival_time_ms)
+            self._ingest(data, arrival_time_ms)
         except Exception:
             self._counters.ingress_errors += 1
             if self._logged_errors < 10:
                 self._logged_errors += 1
                 logger.exception("dropping a publisher packet that broke the ingress")
 
-    async def _ingest(self, data: bytes, arrival_time_ms: int) -> None:
+    def _ingest(self, data: bytes, arrival_time_ms: int) -> None:
         counters = self._counters
         counters.rtp_packets_in += 1
         counters.rtp_bytes_in += len(data)
@@ -121,8 +121,8 @@ class PublisherIngress:
         elif producer.kind == "video" and self._abs_send_time_id:
             self._estimate_bandwidth(header, arrival_time_ms)
         audio_level = header.extensions.get(self._audio_level_id) if self._audio_level_id else None
-        await producer.on_packet(route.layer, data, header, arrival_time_ms / 1000.0,
-                                 audio_level, retransmission=route.rtx)
+        producer.on_packet(route.layer, data, header, arrival_time_ms / 1000.0,
+                           audio_level, retransmission=route.rtx)
 
     def _learn(self, header: RtpHeader) -> _Route | None:
         """Latch an unsignalled SSRC to its m-line by MID (else a payload type only one

@@ -274,9 +274,9 @@ class PipeTransport(asyncio.DatagramProtocol):
             return
         source.layer_of[header.ssrc] = layer
         self.packets_received += 1
-        await source.producer.on_packet(layer, packet, header, time.monotonic(),
-                                        bytes([level]) if flags & 1 else None,
-                                        retransmission=bool(flags & 2))
+        source.producer.on_packet(layer, packet, header, time.monotonic(),
+                                  bytes([level]) if flags & 1 else None,
+                                  retransmission=bool(flags & 2))
 
     async def _drop_incoming(self, slot: int) -> None:
         source = self._incoming.pop(slot, None)

@@ -10,6 +10,7 @@ here" and, for VP8, how large it is.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
@@ -32,6 +33,12 @@ if TYPE_CHECKING:
     from sfu.consumer import Consumer
 
 logger = logging.getLogger(__name__)
+
+
+def _ignore_failure(task: asyncio.Future[None]) -> None:
+    """A NACK that could not be sent is not worth more than a log line at debug level."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("NACK upstream failed: %s", task.exception())
 
 UPSTREAM_HEADROOM = 1.25  # REMB above the layers' sum, so the top layer is not starved
 MAX_STREAMS = 8  # SSRCs tracked per layer: a restart now and then, never more
@@ -191,8 +198,8 @@ class Producer:
         """What a subscriber is told about the m-line carrying this source."""
         return {"source_id": self.id, "participant_id": self.participant_id, "kind": self.kind}
 
-    async def on_packet(self, layer_index: int, data: bytes, header: RtpHeader, arrival: float,
-                        audio_level: bytes | None, *, retransmission: bool = False) -> None:
+    def on_packet(self, layer_index: int, data: bytes, header: RtpHeader, arrival: float,
+                  audio_level: bytes | None, *, retransmission: bool = False) -> None:
         """Account for one decrypted media packet and forward it to every consumer."""
         codec = self.codecs.get(header.payload_type)
         if codec is None:
@@ -212,7 +219,8 @@ class Producer:
         if self.kind == "video" and layer.nacks[ssrc].add(header.sequence_number):
             lost = sorted(layer.nacks[ssrc].missing)
             self._counters.nacks_sent_upstream += 1
-            await self._send_nack(ssrc, lost)
+            nack = asyncio.ensure_future(self._send_nack(ssrc, lost))
+            nack.add_done_callback(_ignore_failure)
         now = time.monotonic()
         layer.last_packet_at = now
         if not retransmission:  # RTX also carries the browser's bandwidth probes

@@ -1,4 +1,6 @@
-"""The send fast path: SRTP-protect a packet and hand it to the kernel, synchronously.
+"""The media fast paths: SRTP between the socket and the SFU, without aiortc's coroutines.
+
+Sending (:class:`RtpWire`): protect a packet and hand it to the kernel, synchronously.
 
 aiortc sends an RTP packet through three coroutines (``RTCDtlsTransport._send_rtp``
 → ``RTCIceTransport._send`` → aioice ``Connection.sendto`` → ``send_data``) and
@@ -14,6 +16,14 @@ counter), and the pair aioice nominated (re-read on every packet, so an ICE
 pair change is followed at once; consent freshness still runs in aioice).
 What it gives up: aiortc's transport byte counters, which nothing in visio reads.
 
+Receiving (:class:`IncomingRtpTap`): aioice hands every datagram to a STUN
+parser, then to an ``asyncio.Queue`` that a DTLS task drains, which decrypts
+and awaits two more handlers: about as much CPU again as the SFU's own work
+per publisher packet. Once the publisher's DTLS is up, the tap sits in the
+socket's ``datagram_received``: SRTP (not SRTCP) is decrypted there and given
+to the ingress synchronously; STUN, DTLS and RTCP still take aioice's and
+aiortc's path, so consent freshness and RTCP handling are unchanged.
+
 Like aiortc_bridge.py, this module knows private attributes of pinned
 versions (aioice 0.13.0, pylibsrtp 1.0.0): :func:`wire_self_check` verifies them.
 """
@@ -21,6 +31,8 @@ versions (aioice 0.13.0, pylibsrtp 1.0.0): :func:`wire_self_check` verifies them
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aioice
@@ -33,6 +45,7 @@ logger = logging.getLogger(__name__)
 SRTP_TRAILER_ROOM = 16 + 4  # the longest SRTP auth tag / AEAD tag (plus MKI headroom)
 MAX_QUEUED_BYTES = 256 * 1024  # a transport whose socket stopped draining drops, never grows
 _CONNECTED = State.CONNECTED
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 to 1970: aiortc's arrival clock is NTP ms
 
 
 class RtpWire:
@@ -111,11 +124,67 @@ def wire_self_check() -> list[str]:
             problems.append(f"pylibsrtp.Session instance attribute {name} is missing")
     if not hasattr(lib, "srtp_protect"):
         problems.append("pylibsrtp's lib.srtp_protect is missing")
-    if not hasattr(aioice.Connection(ice_controlling=False), "_nominated"):
-        problems.append("aioice.Connection instance attribute _nominated is missing")
+    connection = aioice.Connection(ice_controlling=False)
+    for name in ("_nominated", "_protocols"):
+        if not hasattr(connection, name):
+            problems.append(f"aioice.Connection instance attribute {name} is missing")
+    if not hasattr(lib, "srtp_unprotect"):
+        problems.append("pylibsrtp's lib.srtp_unprotect is missing")
     pair_class = aioice.ice.CandidatePair
     if "protocol" not in pair_class.__init__.__code__.co_names:
         problems.append("aioice CandidatePair no longer keeps its protocol")
     if not isinstance(getattr(pair_class, "remote_addr", None), property):
         problems.append("aioice CandidatePair.remote_addr is missing")
     return problems
+
+
+class IncomingRtpTap:
+    """Decrypts a publisher's SRTP in the socket callback and hands it on synchronously."""
+
+    __slots__ = ("_dtls", "_length", "_on_rtp", "decrypt_failures", "installed")
+
+    def __init__(self, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, int], None]) -> None:
+        self._dtls = dtls
+        self._on_rtp = on_rtp
+        self._length = ffi.new("int *")
+        self.installed = False
+        self.decrypt_failures = 0
+
+    def install(self) -> bool:
+        """Tap every socket of the transport's ICE connection; only once DTLS is up."""
+        dtls = self._dtls
+        if self.installed or dtls._state is not _CONNECTED or dtls._rx_srtp is None:
+            return self.installed
+        for protocol in dtls.transport._connection._protocols:
+            tapped = self._tapped(protocol.datagram_received)
+            protocol.datagram_received = tapped  # type: ignore[method-assign,assignment]
+        self.installed = True
+        return True
+
+    def _tapped(self, original: Callable[[bytes, Any], None]) -> Callable[[bytes, Any], None]:
+        dtls = self._dtls
+        length = self._length
+        on_rtp = self._on_rtp
+        unprotect = lib.srtp_unprotect
+        clock = time.time
+
+        def datagram_received(data: bytes, addr: Any) -> None:
+            # SRTP: first byte 128-191 (RFC 7983), and not an RTCP packet type (RFC 5761).
+            if (len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 224
+                    or dtls._state is not _CONNECTED):
+                original(data, addr)
+                return
+            session = dtls._rx_srtp
+            size = len(data)
+            buffer = session._buffer
+            if size > len(buffer):
+                self.decrypt_failures += 1
+                return
+            buffer[0:size] = data
+            length[0] = size
+            if unprotect(session._srtp[0], session._cdata, length):
+                self.decrypt_failures += 1  # forged, replayed or from before a key change
+                return
+            on_rtp(buffer[0:length[0]], int((clock() + NTP_UNIX_OFFSET) * 1000))
+
+        return datagram_received
