@@ -18,11 +18,9 @@ read (docs/ipc.md says more).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import struct
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any, cast
 
 from sfu.aiortc_bridge import Codec
@@ -44,7 +42,6 @@ RTP, PLI, NACK, SENDER_REPORT, GONE = range(5)
 RTP_FLAGS = struct.Struct(">BB")  # flags (bit 0: audio level present, bit 1: retransmission), level
 SR_BODY = struct.Struct(">IQI")  # publisher SSRC, NTP timestamp, RTP timestamp
 MAX_NACKED = 64  # sequence numbers per NACK datagram
-MAX_PENDING = 4096  # received datagrams waiting for the pump; beyond that they are dropped
 
 
 class RemoteMember:
@@ -135,11 +132,8 @@ class PipeTransport(asyncio.DatagramProtocol):
         self._by_slot: dict[int, PipeConsumer] = {}
         self._next_slot = 0
         self._incoming: dict[int, PipedSource] = {}  # by the sender's slot
-        self._pending: deque[bytes] = deque()
-        self._wake = asyncio.Event()
-        self._pump: asyncio.Task[None] | None = None
+        self._removals: set[asyncio.Task[None]] = set()
         self.closed = False
-        self.dropped = 0
         self.packets_received = 0
 
     # ----------------------------------------------------------------- socket
@@ -150,7 +144,6 @@ class PipeTransport(asyncio.DatagramProtocol):
         transport, _ = await loop.create_datagram_endpoint(lambda: self,
                                                            local_addr=(LOOPBACK, 0))
         self._udp = transport
-        self._pump = asyncio.ensure_future(self._run())
         return int(transport.get_extra_info("sockname")[1])
 
     def connect(self, port: int) -> None:
@@ -161,13 +154,14 @@ class PipeTransport(asyncio.DatagramProtocol):
             self._udp.sendto(datagram, self._remote)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        if addr != self._remote or len(data) < HEADER.size:
+        """Handled right here, like a publisher's packets (the producer path is synchronous)."""
+        if addr != self._remote or len(data) < HEADER.size or self.closed:
             return  # only the other worker's socket speaks on this port
-        if len(self._pending) >= MAX_PENDING:
-            self.dropped += 1
-            return
-        self._pending.append(data)
-        self._wake.set()
+        try:
+            self._handle(data)
+        except Exception:
+            self._counters.ingress_errors += 1
+            logger.exception("pipe datagram of room %s failed", self.room.id)
 
     def error_received(self, exc: Exception) -> None:
         logger.debug("pipe of room %s: %s", self.room.id, exc)
@@ -227,21 +221,10 @@ class PipeTransport(asyncio.DatagramProtocol):
         member.producers[source.producer.id] = source.producer
         await self.room.sources_changed(member, [source.producer], [])
 
-    async def _run(self) -> None:
-        while not self.closed:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._pending:
-                try:
-                    await self._handle(self._pending.popleft())
-                except Exception:
-                    self._counters.ingress_errors += 1
-                    logger.exception("pipe datagram of room %s failed", self.room.id)
-
-    async def _handle(self, data: bytes) -> None:
+    def _handle(self, data: bytes) -> None:
         kind, layer, slot = HEADER.unpack_from(data)
         if kind == RTP:
-            await self._on_rtp(layer, slot, data)
+            self._on_rtp(layer, slot, data)
         elif kind in (PLI, NACK):
             pipe = self._by_slot.get(slot)
             if pipe is None:
@@ -257,9 +240,11 @@ class PipeTransport(asyncio.DatagramProtocol):
             if source is not None:
                 source.producer.on_sender_report(*SR_BODY.unpack_from(data, HEADER.size))
         elif kind == GONE:
-            await self._drop_incoming(slot)
+            task = asyncio.ensure_future(self._drop_incoming(slot))
+            self._removals.add(task)
+            task.add_done_callback(self._removals.discard)
 
-    async def _on_rtp(self, layer: int, slot: int, data: bytes) -> None:
+    def _on_rtp(self, layer: int, slot: int, data: bytes) -> None:
         source = self._incoming.get(slot)
         offset = HEADER.size + RTP_FLAGS.size
         if (source is None or source.producer.closed or layer >= len(source.producer.layers)
@@ -299,10 +284,5 @@ class PipeTransport(asyncio.DatagramProtocol):
         for slot in list(self._incoming):
             await self._drop_incoming(slot)
         self.closed = True
-        self._wake.set()
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
         if self._udp is not None:
             self._udp.close()
