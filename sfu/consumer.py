@@ -131,6 +131,7 @@ class Consumer:
         self.target_layer = layer
         if layer != self.current_layer and self.active and not self.paused:
             self.producer.request_keyframe(layer)
+            self.producer.refresh_upstream_layers(time.monotonic())  # an encoder may be off
 
     def pause(self) -> None:
         """Stop forwarding (tile hidden, or no bandwidth for even the lowest layer)."""

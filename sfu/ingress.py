@@ -236,6 +236,7 @@ class PublisherIngress:
             return
         now = time.time()
         for producer in list(self._by_mid.values()):
+            producer.refresh_upstream_layers(time.monotonic())  # switch-offs after the hold
             blocks = []
             for layer in producer.layers:
                 for ssrc, stats in layer.reception.items():

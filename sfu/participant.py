@@ -142,6 +142,7 @@ class Participant:
                 send_nack=functools.partial(connection.send_nack, mid),
                 rids=track.rids,
             )
+            producer.on_upstream_layers = self._tell_publish_layers
             self.producers[mid] = producer
             added.append(producer)
         live = {t.mid for t in usable}
@@ -151,6 +152,10 @@ class Participant:
             del self.producers[producer.mid]
         self._ingress.configure(connection, usable, self.producers)
         return added, removed
+
+    def _tell_publish_layers(self, producer: Producer, active: tuple[bool, ...]) -> None:
+        self.emit({"type": "publish_layers", "source_id": producer.id, "mid": producer.mid,
+                   "active": list(active)})
 
     # ----------------------------------------------------------------- subscribing
 

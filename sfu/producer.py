@@ -26,6 +26,7 @@ from sfu.payload import keyframe_test_for
 from sfu.reception import NackTracker, ReceptionStats
 from sfu.rtp import RtpHeader, abs_send_time_now
 from sfu.stats import SfuCounters
+from sfu.upstream_layers import UpstreamLayers
 from sfu.vp8 import Vp8Descriptor, is_keyframe_start, keyframe_size, parse_descriptor
 
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ class Producer:
         self.layers = [Layer(i, rid, self._count_pli(send_pli))
                        for i, rid in enumerate(rids or (None,))]
         self.closed = False
+        self.upstream = UpstreamLayers(len(self.layers))
+        # Called with the encodings the publisher should keep on (low to high) when that changes.
+        self.on_upstream_layers: Callable[[Producer, tuple[bool, ...]], None] | None = None
         # Called with (source id, loudness 0-127, time) for each audio packet that has a level.
         self.level_listener: Callable[[str, int, float], None] | None = None
         self._counters = counters
@@ -179,6 +183,15 @@ class Producer:
         top = max(targets, default=0)
         return int(sum(DEFAULT_LAYER_BPS[: top + 1]) * UPSTREAM_HEADROOM)
 
+    def refresh_upstream_layers(self, now: float) -> None:
+        """Tell the publisher which simulcast encodings someone needs, when that changed."""
+        if not self.simulcast or self.closed or self.on_upstream_layers is None:
+            return
+        targets = [c.target_layer for c in self.consumers if c.active and not c.paused]
+        active = self.upstream.update(max(targets, default=0), now)
+        if active is not None:
+            self.on_upstream_layers(self, active)
+
     def layer_for_rid(self, rid: str) -> int | None:
         for layer in self.layers:
             if layer.rid == rid:
@@ -187,7 +200,9 @@ class Producer:
 
     def layer_stats(self) -> list[dict[str, object]]:
         now = time.monotonic()
+        told = self.upstream.told
         return [{"rid": layer.rid, "ssrc": layer.ssrc, "active": layer.active(now),
+                 "requested": told is None or told[layer.index],  # publish_layers
                  "bitrate": layer.bitrate.bps(now), "width": layer.width,
                  "height": layer.height} for layer in self.layers]
 

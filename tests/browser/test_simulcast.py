@@ -64,6 +64,18 @@ async def wait_for_top_layer(page: Any, server: ServerProcess, timeout: float) -
     raise AssertionError(f"remote video is {seen} px tall, the top layer {top} px")
 
 
+async def wait_for_top_layer_off(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    top: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        layers = layers_of_first_video(server)
+        top = layers[-1] if layers else {}
+        if top and not top["requested"] and not top["active"]:
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"the top layer is still encoded: {top}")
+
+
 def layers_of_first_video(server: ServerProcess) -> list[dict[str, Any]]:
     for source in server.stats()["sources"].values():
         if source["kind"] == "video":
@@ -86,6 +98,9 @@ async def test_small_tile_gets_the_low_layer_and_a_large_one_the_high_layer(
         await pupil.page.evaluate(SET_TILE_WIDTH_JS, 240)  # a 180-px-tall thumbnail
         await wait_for_height(pupil.page, 180, 25)
         await pupil.page.screenshot(path=str(artifacts / "simulcast-small-tile.png"))
+        # Nobody needs 720p now: the SFU asks the teacher's browser to stop encoding it
+        # (publish_layers), and the browser does.
+        await wait_for_top_layer_off(visio_server, 30)
 
         await pupil.page.set_viewport_size({"width": 1400, "height": 1100})
         await pupil.page.evaluate(SET_TILE_WIDTH_JS, 1300)  # a 975-px-tall stage
