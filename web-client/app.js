@@ -97,8 +97,9 @@ window.visio = {
   preview: () => preview.stream?.getTracks().map((track) => `${track.kind}:${track.label}`) ?? null,
 };
 
-const layout = new StageLayout(
-  ui.tiles, { root: ui.pager, prev: ui.pagePrev, next: ui.pageNext, label: ui.pageLabel }, t);
+const layout = new StageLayout(ui.tiles,
+  { root: $("strip-wrap"), list: $("strip"), prev: $("strip-prev"), next: $("strip-next") },
+  { root: ui.pager, prev: ui.pagePrev, next: ui.pageNext, label: ui.pageLabel }, t);
 layout.apply = () => session?.relayout();
 
 let session = null;
@@ -1152,7 +1153,7 @@ function offerSoundButton() {
   button.className = "btn btn-sound";
   button.textContent = t("enableSound");
   button.addEventListener("click", () => {
-    for (const video of ui.tiles.querySelectorAll("video[data-participant-id]")) {
+    for (const video of ui.call.querySelectorAll("video[data-participant-id]")) {
       video.muted = false;
       video.play().catch(() => {});
     }

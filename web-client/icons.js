@@ -8,6 +8,8 @@ const PATHS = {
   chat: "M4 5h16v11H10l-6 4z",
   speaker: "M3 4h18v11H3z M4 19h4 M10 19h4 M16 19h4",
   screen: "M3 4h18v12H3z M8 20h8 M12 16v4 M9 10l3-3 3 3 M12 7v6",
+  left: "M15 5l-7 7 7 7",
+  right: "M9 5l7 7-7 7",
   people: "M9 11a3.5 3.5 0 1 0 0-7a3.5 3.5 0 0 0 0 7z M2.5 20a6.5 6.5 0 0 1 13 0 M15.5 4.3a3.5 3.5 0 0 1 0 6.4 M18 13.5a6.5 6.5 0 0 1 3.5 6.5",
 };
 const SLASH = "M3 3l18 18";

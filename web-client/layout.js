@@ -1,11 +1,11 @@
 // Which tiles the stage shows: a paginated grid, or one featured tile (the
-// active speaker, or a shared screen) above a strip of thumbnails. Tiles off
-// the current page are hidden, so the TileWatcher reports them invisible and
-// the SFU stops sending their video.
+// active speaker, or a shared screen) above a filmstrip of thumbnails that
+// scrolls sideways (a swipe on a tablet). Tiles off the current page are
+// hidden and thumbnails scrolled out of the strip are clipped, so the
+// TileWatcher reports both invisible and the SFU stops sending their video.
 
 const PAGE_SIZE_LANDSCAPE = 9;
 const PAGE_SIZE_PORTRAIT = 8;
-const THUMBNAILS_PER_PAGE = 6;
 
 // Tiles per grid page: ?per_page=N (1-25) if given, else by orientation.
 export function defaultPageSize() {
@@ -37,10 +37,28 @@ export function bestColumns(n, width, height, gap) {
 const MIN_TILE_WIDTH = 200; // below this the page scrolls rather than shrinking tiles
 const GRID_GAP = 12;
 
+// Puts elements into parent in this order, moving only those out of place
+// (a playing <video> moved within one task keeps playing).
+function arrange(parent, elements) {
+  elements.forEach((element, i) => {
+    if (parent.children[i] !== element) parent.insertBefore(element, parent.children[i] ?? null);
+  });
+}
+
 export class StageLayout {
-  // container: the #tiles element; pager: {root, prev, next, label}; t: translator.
-  constructor(container, pager, t) {
+  // container: the #tiles element; strip: {root, list, prev, next}, the
+  // filmstrip and its arrows; pager: {root, prev, next, label}; t: translator.
+  constructor(container, strip, pager, t) {
     this.container = container;
+    this.strip = strip.list;
+    this.stripRoot = strip.root;
+    this.stripArrows = { prev: strip.prev, next: strip.next };
+    const slide = (direction) => this.strip.scrollBy({
+      left: direction * this.strip.clientWidth * 0.8, behavior: "smooth" });
+    strip.prev.addEventListener("click", () => slide(-1));
+    strip.next.addEventListener("click", () => slide(1));
+    this.strip.addEventListener("scroll", () => this.showArrows(), { passive: true });
+    new ResizeObserver(() => this.showArrows()).observe(this.strip);
     this.pager = pager;
     this.t = t;
     this.view = "grid"; // "grid" | "speaker"; a presentation forces the featured layout
@@ -71,6 +89,13 @@ export class StageLayout {
     style.justifyContent = "safe center";
   }
 
+  // The arrows say there is more to either side (and scroll there).
+  showArrows() {
+    const { scrollLeft, scrollWidth, clientWidth } = this.strip;
+    this.stripArrows.prev.hidden = scrollLeft <= 1;
+    this.stripArrows.next.hidden = scrollLeft + clientWidth >= scrollWidth - 1;
+  }
+
   turn(delta) {
     this.page += delta;
     this.apply();
@@ -81,19 +106,28 @@ export class StageLayout {
   render(figures, featured) {
     const speakerLayout = featured != null;
     this.container.classList.toggle("view-speaker", speakerLayout);
-    const others = speakerLayout ? figures.filter((f) => f !== featured) : figures;
-    const pageSize = speakerLayout ? THUMBNAILS_PER_PAGE : defaultPageSize();
-    const { page, pages, shown } = paginate(others, pageSize, this.page);
+    this.stripRoot.hidden = !speakerLayout;
+    for (const figure of figures) figure.classList.toggle("featured", figure === featured);
+    if (speakerLayout) {
+      // Every thumbnail is in the strip: scrolling, not pages, reaches them.
+      const others = figures.filter((f) => f !== featured);
+      arrange(this.container, [featured]);
+      arrange(this.strip, others);
+      for (const figure of figures) figure.hidden = false;
+      this.page = 0;
+      this.pages = 1;
+      this.fit(0);
+      this.pager.root.hidden = true;
+      this.showArrows();
+      return;
+    }
+    arrange(this.container, figures);
+    const { page, pages, shown } = paginate(figures, defaultPageSize(), this.page);
     this.page = page;
     this.pages = pages;
     const visible = new Set(shown);
-    for (const figure of figures) {
-      const onPage = figure === featured || visible.has(figure);
-      figure.hidden = !onPage;
-      figure.classList.toggle("featured", figure === featured);
-    }
-    if (featured) this.container.prepend(featured);
-    this.fit(speakerLayout ? 0 : shown.length);
+    for (const figure of figures) figure.hidden = !visible.has(figure);
+    this.fit(shown.length);
     this.pager.root.hidden = pages <= 1;
     this.pager.prev.disabled = page === 0;
     this.pager.next.disabled = page >= pages - 1;
