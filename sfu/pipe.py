@@ -9,8 +9,9 @@ that worker's consumers, allocators and keyframe logic serve it unchanged.
 
 Datagrams are a 4-byte pipe header (kind, layer, source slot) and then the
 publisher's decrypted RTP packet as it was received, or a small feedback body
-going back: keyframe request (PLI), NACK with the lost sequence numbers, or a
-sender report going forward. No ICE, DTLS or SRTP: both ends are processes of
+going back: keyframe request (PLI), NACK with the lost sequence numbers, the
+top layer the far side's consumers target (so the publisher encodes what
+someone watches), or a sender report going forward. No ICE, DTLS or SRTP: both ends are processes of
 one node talking over loopback, which nothing outside the machine can reach or
 read (docs/ipc.md says more).
 """
@@ -38,7 +39,9 @@ logger = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 HEADER = struct.Struct(">BBH")  # kind, layer, source slot
-RTP, PLI, NACK, SENDER_REPORT, GONE = range(5)
+RTP, PLI, NACK, SENDER_REPORT, GONE, WANT = range(6)
+NO_LAYER = 0xFF  # WANT: no consumer on the far side wants this source now
+WANT_INTERVAL = 0.5  # s between two reports of the layers the far side's consumers target
 RTP_FLAGS = struct.Struct(">BB")  # flags (bit 0: audio level present, bit 1: retransmission), level
 SR_BODY = struct.Struct(">IQI")  # publisher SSRC, NTP timestamp, RTP timestamp
 MAX_NACKED = 64  # sequence numbers per NACK datagram
@@ -65,7 +68,6 @@ class PipeConsumer:
     """
 
     subscriber_id = "pipe"
-    paused = False
     current_layer = None
 
     def __init__(self, producer: Producer, transport: PipeTransport, slot: int) -> None:
@@ -73,8 +75,9 @@ class PipeConsumer:
         self.slot = slot
         self.active = True
         self.closed = False
-        # The other worker's subscribers may want any layer: ask the publisher for all.
+        # Until the far side says what its consumers target (WANT): every layer.
         self.target_layer = len(producer.layers) - 1
+        self.paused = False
         self._transport = transport
         self._sent = [PacketCache[tuple[bytes, bytes]]() for _ in producer.layers]
 
@@ -96,6 +99,13 @@ class PipeConsumer:
             if sent is not None:
                 head, data = sent
                 self._transport.send(head[:4] + bytes([head[4] | 2, head[5]]) + data)
+
+    def far_side_wants(self, layer: int) -> None:
+        """The highest layer the far side's consumers target: what the publisher must send
+        for them (``Producer.wanted_bitrate`` and the upstream layer choice read it)."""
+        self.paused = layer == NO_LAYER
+        if not self.paused:
+            self.target_layer = min(layer, len(self.producer.layers) - 1)
 
     def on_sender_report(self, ssrc: int, report: SenderReport) -> None:
         self._transport.send(HEADER.pack(SENDER_REPORT, 0, self.slot)
@@ -133,6 +143,7 @@ class PipeTransport(asyncio.DatagramProtocol):
         self._next_slot = 0
         self._incoming: dict[int, PipedSource] = {}  # by the sender's slot
         self._removals: set[asyncio.Task[None]] = set()
+        self._wants: asyncio.Task[None] | None = None
         self.closed = False
         self.packets_received = 0
 
@@ -144,6 +155,7 @@ class PipeTransport(asyncio.DatagramProtocol):
         transport, _ = await loop.create_datagram_endpoint(lambda: self,
                                                            local_addr=(LOOPBACK, 0))
         self._udp = transport
+        self._wants = asyncio.ensure_future(self._report_wants())
         return int(transport.get_extra_info("sockname")[1])
 
     def connect(self, port: int) -> None:
@@ -239,6 +251,10 @@ class PipeTransport(asyncio.DatagramProtocol):
             source = self._incoming.get(slot)
             if source is not None:
                 source.producer.on_sender_report(*SR_BODY.unpack_from(data, HEADER.size))
+        elif kind == WANT:
+            pipe = self._by_slot.get(slot)
+            if pipe is not None:
+                pipe.far_side_wants(layer)
         elif kind == GONE:
             task = asyncio.ensure_future(self._drop_incoming(slot))
             self._removals.add(task)
@@ -263,6 +279,15 @@ class PipeTransport(asyncio.DatagramProtocol):
                                   bytes([level]) if flags & 1 else None,
                                   retransmission=bool(flags & 2))
 
+    async def _report_wants(self) -> None:
+        """Tell the source side, per relayed source, the top layer consumers here target."""
+        while not self.closed:
+            await asyncio.sleep(WANT_INTERVAL)
+            for slot, source in list(self._incoming.items()):
+                targets = [c.target_layer for c in source.producer.consumers
+                           if c.active and not c.paused]
+                self.send(HEADER.pack(WANT, max(targets) if targets else NO_LAYER, slot))
+
     async def _drop_incoming(self, slot: int) -> None:
         source = self._incoming.pop(slot, None)
         if source is None:
@@ -284,5 +309,7 @@ class PipeTransport(asyncio.DatagramProtocol):
         for slot in list(self._incoming):
             await self._drop_incoming(slot)
         self.closed = True
+        if self._wants is not None:
+            self._wants.cancel()
         if self._udp is not None:
             self._udp.close()

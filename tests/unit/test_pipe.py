@@ -154,3 +154,17 @@ async def test_closed_source_leaves_the_far_room(link: Link) -> None:
     link.source.close()
     await until(lambda: not link.far_room.producers(), "the piped source to go")
     assert not link.member.producers
+
+
+async def test_the_far_side_says_which_layer_its_consumers_target(link: Link) -> None:
+    pipe = link.source.consumers[0]
+    assert (pipe.target_layer, pipe.paused) == (2, False)  # every layer until told
+    every_layer = link.source.wanted_bitrate()
+    piped = link.member.producers["s-cam"]
+    watcher = Recorder()
+    watcher.target_layer = 1
+    piped.consumers.append(watcher)  # type: ignore[arg-type]
+    await until(lambda: pipe.target_layer == 1, "the far side's target layer")
+    assert link.source.wanted_bitrate() < every_layer  # the publisher may drop its top layer
+    watcher.paused = True  # its tile is hidden: nobody there watches the source any more
+    await until(lambda: pipe.paused, "the pipe consumer to pause")
