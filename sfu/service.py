@@ -139,7 +139,8 @@ class SfuService:
             "participants": sum(len(r.participants) for r in self.rooms.values()),
             "producers": sum(len(r.producers()) for r in self.rooms.values()),
             "sources": {p.id: {"kind": p.kind, "room": room.id, "layers": p.layer_stats(),
-                               "consumers": len(p.consumers)}
+                               "consumers": len(p.consumers),
+                               "piped": p.participant_id in room.remote}  # from another worker
                         for room in self.rooms.values() for p in room.producers()},
             "subscribers": {m.id: m.allocation_stats() for room in self.rooms.values()
                             for m in room.participants.values()},

@@ -465,10 +465,16 @@ class WorkerPool:
             for key, value in (stats.get("counters") or {}).items():
                 counters[key] = counters.get(key, 0) + int(value)
             for source_id, source in (stats.get("sources") or {}).items():
-                if source_id in sources:  # also piped here: count its consumers once more
-                    sources[source_id]["consumers"] += source["consumers"]
-                else:
+                known = sources.get(source_id)
+                if known is None:
                     sources[source_id] = dict(source)
+                    continue
+                # The same source on its publisher's worker and piped to others: the
+                # publisher's side describes it (layers, upstream), consumers add up.
+                consumers = int(known["consumers"]) + int(source["consumers"])
+                if known.get("piped") and not source.get("piped"):
+                    sources[source_id] = dict(source)
+                sources[source_id]["consumers"] = consumers
             subscribers.update(stats.get("subscribers") or {})
             participants += int(stats.get("participants", 0))
             info = stats.get("worker") or {}
