@@ -7,10 +7,12 @@ import { pickLanguage, translator } from "./i18n.js";
 import { setIcon } from "./icons.js";
 import { StageLayout } from "./layout.js";
 import { Preview } from "./prejoin.js";
+import { QualityMeter, qualityBadge, showQuality } from "./quality.js";
 
 const PROTOCOL_VERSION = 1;
 const GATHER_TIMEOUT_MS = 2000;
 const PING_INTERVAL_MS = 25000;
+const QUALITY_INTERVAL_MS = 2000;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const NAME_STORAGE_KEY = "visio.name";
 // Rejoin after a lost connection: first try at once, then back off to 5 s.
@@ -177,6 +179,9 @@ class Session {
     this.ownSources = new Map(); // our own source id -> publish m-line mid (publish_layers)
     this.rejoinKey = null; // from joined: proves it is us again after a reconnection
     this.lecture = false; // lecture mode: only hosts and presenters send video
+    this.quality = new QualityMeter();
+    this.qualityTimer = null;
+    this.starved = new Set(); // source ids the SFU paused for lack of bandwidth
   }
 
   start() {
@@ -246,6 +251,8 @@ class Session {
   teardownConnection() {
     this.generation += 1;
     clearInterval(this.pingTimer);
+    clearInterval(this.qualityTimer);
+    this.starved.clear();
     this.watcher?.close();
     this.watcher = null;
     for (const pc of [this.pub, this.sub]) pc?.close();
@@ -336,6 +343,8 @@ class Session {
         break;
       case "source_paused":
       case "source_resumed":
+        if (msg.type === "source_paused" && msg.reason === "bandwidth") this.starved.add(msg.source_id);
+        else this.starved.delete(msg.source_id);
         this.onSourcePaused(msg.source_id, msg.type === "source_paused");
         break;
       case "participant_state":
@@ -410,6 +419,8 @@ class Session {
     ui.controls.hidden = false;
     this.setLocked(Boolean(msg.meeting?.locked));
     this.watcher = new TileWatcher((message) => this.send(message));
+    clearInterval(this.qualityTimer);
+    this.qualityTimer = setInterval(() => this.sampleQuality(), QUALITY_INTERVAL_MS);
     this.pcConfig = {
       iceServers: Array.isArray(msg.ice_servers) ? msg.ice_servers : [],
       bundlePolicy: "max-bundle",
@@ -512,6 +523,29 @@ class Session {
     this.me.hand = up;
     renderControls(this);
     this.send({ type: "set_state", hand: up });
+  }
+
+  // ---- connection quality ----------------------------------------------
+
+  async sampleQuality() {
+    const generation = this.generation;
+    const sources = new Map([...this.midInfo].filter(([, info]) => info));
+    const tileHeight = (id) =>
+      (this.tiles.get(id)?.figure.getBoundingClientRect().height ?? 0) * devicePixelRatio;
+    let result;
+    try {
+      result = await this.quality.sample(this.pub, this.sub, sources, this.starved, tileHeight);
+    } catch {
+      return; // a connection closed meanwhile: the next sample will tell
+    }
+    if (this.closed || generation !== this.generation) return;
+    const word = (level) => t(`quality.${level}_word`);
+    showQuality(this.localTile?.quality, result.own,
+      result.own && t("quality.own", { level: word(result.own) }));
+    for (const [id, tile] of this.tiles) {
+      const level = result.tiles.get(id) ?? null;
+      showQuality(tile.quality, level, level && t(`quality.${level}`));
+    }
   }
 
   // ---- lecture mode (docs/protocol.md: lecture mode) ---------------------
@@ -1039,8 +1073,9 @@ class Session {
     const status = document.createElement("span");
     status.className = "visually-hidden";
     caption.append(hand, micOff, nameEl, status);
-    figure.append(avatar, video, caption);
-    return { figure, avatar, video, caption: nameEl, status, ownStream: null };
+    const quality = qualityBadge();
+    figure.append(avatar, video, caption, quality);
+    return { figure, avatar, video, caption: nameEl, status, quality, ownStream: null };
   }
 
   showLocalTile() {
@@ -1113,6 +1148,7 @@ class Session {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.qualityTimer);
     document.body.classList.remove("reconnecting");
     clearInterval(this.pingTimer);
     this.watcher?.close();
