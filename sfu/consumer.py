@@ -201,6 +201,7 @@ class Consumer:
             sent = size if slot.wire.send(buffer, payload) else 0
             if not sent:
                 slot.send_errors += 1
+                self._counters.send_failures += 1
         self._sent.put(sequence, (packet, segment))
         if 0 < ((sequence + 1 - slot.next_sequence) & 0xFFFF) < 0x8000:  # seq_newer
             slot.next_sequence = (sequence + 1) & 0xFFFF

@@ -40,6 +40,8 @@ Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
 ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
 PROBE_CHECK_INTERVAL = 0.05  # seconds between two asks for a probe cluster
+MAX_PENDING_EVENTS = 1000  # events queued for a client that does not read them any more
+PROBE_IDLE_INTERVAL = 0.5  # seconds between two looks while the subscriber sends no feedback
 REACT_INTERVAL = 0.2  # seconds: feedback reallocates at once, but not more often than this
 
 
@@ -92,13 +94,23 @@ class Participant:
         self._allocation_task: asyncio.Task[None] | None = None
         self._last_allocation = 0.0
         self.active_speaker: str | None = None  # the room's dominant speaker (participant id)
+        self._stalled = False
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "name": self.name}
 
     def emit(self, event: Event) -> None:
-        if not self.closed:
-            self.events.put_nowait(event)
+        """Queue an event for the client; a client that stopped reading is let go."""
+        if self.closed or self._stalled:
+            return
+        if self.events.qsize() >= MAX_PENDING_EVENTS:
+            # Its signaling socket no longer drains: holding more would grow without
+            # limit. It leaves the room like a failed connection (it may rejoin).
+            self._stalled = True
+            self._counters.stalled_clients += 1
+            self._on_connection_failed(self)
+            return
+        self.events.put_nowait(event)
 
     # ----------------------------------------------------------------- publishing
 
@@ -280,7 +292,10 @@ class Participant:
     async def _probe_loop(self) -> None:
         """Send the estimator's probe clusters as padding on an RTX stream."""
         while not self.closed:
-            await asyncio.sleep(PROBE_CHECK_INTERVAL)
+            # Without transport-cc feedback there is nothing to probe with: look rarely
+            # (a timer per subscriber at 20 Hz is a measurable share of an idle room).
+            send_side = self.bandwidth.send_side_active
+            await asyncio.sleep(PROBE_CHECK_INTERVAL if send_side else PROBE_IDLE_INTERVAL)
             probe = self.bandwidth.probe()
             slot = self._probe_slot()
             if probe is None or slot is None:

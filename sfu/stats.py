@@ -30,6 +30,7 @@ class SfuCounters:
     plis_sent_upstream: int = 0
     remb_sent_upstream: int = 0
     probe_packets: int = 0
+    stalled_clients: int = 0  # participants dropped because they stopped reading their events
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
