@@ -15,12 +15,14 @@ const LEVELS = ["good", "fair", "poor"];
 const LIMITED_SAMPLES = 3;
 
 // sample: {loss (0-1), rtt (s), jitter (s), starved (the SFU paused a video
-// for bandwidth), limited (sender held back by bandwidth, or a layer far
+// for bandwidth: fair at worst), limited (sender held back by bandwidth, or a layer far
 // below the tile's size)}; missing figures count as fine.
 export function grade(sample) {
   const { loss = 0, rtt = 0, jitter = 0, starved = false, limited = false } = sample;
-  if (starved || loss >= POOR.loss || rtt >= POOR.rtt || jitter >= POOR.jitter) return "poor";
-  if (limited || loss >= FAIR.loss || rtt >= FAIR.rtt || jitter >= FAIR.jitter) return "fair";
+  if (loss >= POOR.loss || rtt >= POOR.rtt || jitter >= POOR.jitter) return "poor";
+  // A video paused for bandwidth also happens while the estimate ramps up
+  // after a join: a sign of a limited link, not of a broken one.
+  if (starved || limited || loss >= FAIR.loss || rtt >= FAIR.rtt || jitter >= FAIR.jitter) return "fair";
   return "good";
 }
 
