@@ -115,6 +115,9 @@ async def test_english_labels(browser: Any, visio_server: ServerProcess) -> None
     page = await context.new_page()
     await page.goto(f"{visio_server.base_url.rstrip('/')}/?lang=en&room=english")
     await page.get_by_label("Room name").wait_for()
+    await page.get_by_label("Camera", exact=True).wait_for()
+    await page.get_by_label("Microphone", exact=True).wait_for()
+    assert await page.get_by_role("meter", name="Microphone level").count() == 1
     await page.get_by_label("Your name").fill("Ann")
     await page.get_by_role("button", name="Join").click()
     await page.get_by_role("button", name="Mic", exact=True).wait_for()
