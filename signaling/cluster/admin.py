@@ -81,7 +81,7 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"node {args.node_id} drains from its next heartbeat "
                   f"({'rooms migrate' if args.migrate else 'rooms finish there'})")
             return 0
-        bus = RoomBus(redis, settings.events_channel, ADMIN_NODE_ID, _never)
+        bus = RoomBus(redis, redis, settings.events_channel, ADMIN_NODE_ID, _never)
         if command == "notice":
             message = {"type": "chat", "participant_id": "", "name": "visio",
                        "text": args.text, "ts": int(time.time() * 1000)}

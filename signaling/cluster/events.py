@@ -28,6 +28,8 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from signaling.cluster.cancel import raise_if_cancelled, stop_task
+
 logger = logging.getLogger(__name__)
 
 EventKind = Literal["broadcast", "close"]
@@ -82,8 +84,10 @@ Deliver = Callable[[RoomEvent], Awaitable[None]]
 class RoomBus:
     """Publishes room events and hands the ones received to ``deliver``."""
 
-    def __init__(self, redis: Redis, channel: str, node_id: str, deliver: Deliver) -> None:
+    def __init__(self, redis: Redis, listener: Redis, channel: str, node_id: str,
+                 deliver: Deliver) -> None:
         self._redis = redis
+        self._listener = listener  # a client without read timeout: events may be rare
         self._channel = channel
         self._node_id = node_id
         self._deliver = deliver
@@ -103,20 +107,20 @@ class RoomBus:
         await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if not await stop_task(self._task):
+            logger.warning("room events: the subscription did not stop within 5 s")
 
     async def _listen(self) -> None:
         while True:
             try:
-                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                async with self._listener.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     self._subscribed.set()
                     async for item in pubsub.listen():
                         if item.get("type") == "message":
                             await self._handle(item["data"])
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 logger.warning("room events: subscription lost (%s); retrying", exc)
                 await asyncio.sleep(RESUBSCRIBE_DELAY)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from signaling.cluster.cancel import raise_if_cancelled, stop_task
 from signaling.cluster.claims import RoomClaims
 from signaling.cluster.config import ClusterSettings
 from signaling.cluster.events import EventKind, RoomBus, RoomEvent
@@ -30,6 +31,7 @@ from signaling.cluster.registry import NodeRecord, NodeRegistry
 
 logger = logging.getLogger(__name__)
 
+REDIS_TIMEOUT = 2.0  # seconds: a frozen Redis fails a join or a beat instead of hanging it
 CLAIM_GRACE = 10.0  # seconds a fresh claim counts as hosted before the room shows up in meetings
 DRAIN_FINISH, DRAIN_MIGRATE = "finish", "migrate"
 
@@ -56,15 +58,19 @@ class ClusterNode:
     """One visio node's view of, and part in, the cluster."""
 
     def __init__(self, settings: ClusterSettings, hosted: HostedRooms, broadcast: Broadcast,
-                 close_room: CloseRoom, redis: Redis | None = None,
-                 on_drain: Callable[[], None] | None = None) -> None:
+                 close_room: CloseRoom, on_drain: Callable[[], None] | None = None) -> None:
         self.settings = settings
         self.node_id = settings.node_id
-        self.redis = redis if redis is not None else Redis.from_url(settings.redis_url,
-                                                                    decode_responses=True)
+        self.redis = Redis.from_url(settings.redis_url, decode_responses=True,
+                                    socket_connect_timeout=REDIS_TIMEOUT,
+                                    socket_timeout=REDIS_TIMEOUT)
+        # Pub/sub waits for the next event as long as it takes: its own client, no read timeout.
+        self._listener = Redis.from_url(settings.redis_url, decode_responses=True,
+                                        socket_connect_timeout=REDIS_TIMEOUT)
         self.registry = NodeRegistry(self.redis, settings)
         self.claims = RoomClaims(self.redis, settings)
-        self.bus = RoomBus(self.redis, settings.events_channel, self.node_id, self._deliver)
+        self.bus = RoomBus(self.redis, self._listener, settings.events_channel, self.node_id,
+                           self._deliver)
         self.counters = ClusterCounters()
         self.draining = False
         self.drain_mode: str | None = None  # DRAIN_FINISH or DRAIN_MIGRATE once draining
@@ -75,6 +81,7 @@ class ClusterNode:
         self._close_room = close_room
         self._on_drain = on_drain
         self._fresh: dict[str, float] = {}  # room -> monotonic time this node claimed it
+        self._moving: set[str] = set()  # migrated away, until their last sockets are gone
         self._task: asyncio.Task[None] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -86,6 +93,7 @@ class ClusterNode:
             await self.redis.delete(self.settings.drain_key(self.node_id))  # a restart undrains
         except (RedisError, OSError) as exc:
             await self.redis.aclose()
+            await self._listener.aclose()
             raise ClusterUnavailable(f"Redis at {_redacted(self.settings.redis_url)} is "
                                      f"unreachable: {exc}") from None
 
@@ -102,15 +110,15 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """Leaves the cluster at once: entry withdrawn, claims released."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        if not await stop_task(self._task):
+            logger.warning("cluster: the heartbeat did not stop within 5 s")
         await self.bus.stop()
         with contextlib.suppress(RedisError, OSError):
             await self.registry.withdraw(self.node_id)
             for room in self.owned | set(self._fresh):
                 await self.claims.release(room, self.node_id)
         await self.redis.aclose()
+        await self._listener.aclose()
 
     async def _beat_forever(self) -> None:
         while True:
@@ -118,6 +126,7 @@ class ClusterNode:
             try:
                 await self.beat()
             except (RedisError, OSError) as exc:
+                raise_if_cancelled()
                 self.counters.heartbeat_failures += 1
                 logger.warning("cluster: heartbeat failed (%s); rooms keep running here", exc)
 
@@ -130,7 +139,8 @@ class ClusterNode:
         await self.registry.announce(self.record(rooms))
         now = time.monotonic()
         self._fresh = {r: t for r, t in self._fresh.items() if now - t < CLAIM_GRACE}
-        hosting = set(rooms) | set(self._fresh)
+        self._moving &= set(rooms)
+        hosting = (set(rooms) | set(self._fresh)) - self._moving
         lost = await self.claims.refresh(hosting, self.node_id)
         if lost:  # this node looked dead for a while: another one hosts these rooms now
             self.counters.claims_lost += len(lost)
@@ -158,6 +168,7 @@ class ClusterNode:
             owner = await self.claims.claim(room, self._candidate(room))
             if owner == self.node_id:
                 self._fresh[room] = time.monotonic()
+                self._moving.discard(room)  # nowhere else to go: it stays
                 return
             record = await self.registry.get(owner)
             if record is not None:
@@ -166,7 +177,7 @@ class ClusterNode:
 
     def _candidate(self, room: str) -> str:
         """Who should take ``room`` if nobody hosts it: this node unless it is draining."""
-        if not self.draining or room in self._hosted():
+        if not self.draining or (room in self._hosted() and room not in self._moving):
             return self.node_id
         others = [n for n in self.nodes if n.node_id != self.node_id and not n.draining]
         if not others:
@@ -202,6 +213,7 @@ class ClusterNode:
         if mode != DRAIN_MIGRATE:
             return
         for room in list(self._hosted()):
+            self._moving.add(room)  # not claimed again while its sockets close
             with contextlib.suppress(RedisError, OSError):
                 await self.claims.release(room, self.node_id)
             self._fresh.pop(room, None)

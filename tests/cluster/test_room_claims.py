@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from signaling.cluster.claims import RoomClaims
 from signaling.cluster.config import ClusterSettings
 from signaling.cluster.events import BadRoomEvent, RoomEvent
-from signaling.cluster.node import DRAIN_MIGRATE, ClusterNode, ClusterUnavailable
+from signaling.cluster.node import (
+    DRAIN_MIGRATE,
+    REDIS_TIMEOUT,
+    ClusterNode,
+    ClusterUnavailable,
+)
 from signaling.cluster.placement import RoomElsewhere
 from signaling.cluster.registry import NodeRecord, NodeRegistry
 from tests.cluster.conftest import RedisServer
@@ -234,6 +242,11 @@ async def test_a_draining_node_sends_new_rooms_to_the_least_loaded_other_node(
         await a.drain(DRAIN_MIGRATE)
         assert rooms_a.closed == [("maths", "node draining: reconnect")]
         assert await a.claims.owner("maths") is None
+        rooms_a.rooms["maths"] = 1  # a socket still closing: its room must not stick here
+        await a.beat()
+        assert await a.claims.owner("maths") is None
+        with pytest.raises(RoomElsewhere):  # its participant reconnects through a
+            await a.route("maths")
     finally:
         for node in (a, b, c):
             await node.stop()
@@ -269,6 +282,32 @@ async def test_room_events_reach_the_hosting_node_only(redis_server: RedisServer
 def test_malformed_room_events_are_refused(text: str) -> None:
     with pytest.raises(BadRoomEvent):
         RoomEvent.from_json(text)
+
+
+async def test_a_frozen_redis_fails_a_placement_quickly_and_ends_no_room(
+        redis_server: RedisServer) -> None:
+    a, rooms_a = make_node(redis_server, "a")
+    await start(a)
+    try:
+        await a.route("maths")
+        rooms_a.rooms["maths"] = 4
+        redis_server.process.send_signal(signal.SIGSTOP)  # Redis hangs: no answer, no error
+        try:
+            started = time.monotonic()
+            with pytest.raises(RedisError):
+                await a.route("history")
+            assert time.monotonic() - started < REDIS_TIMEOUT + 1
+            await asyncio.sleep(HEARTBEAT * 2)
+            assert rooms_a.closed == []  # the room in progress goes on
+        finally:
+            redis_server.process.send_signal(signal.SIGCONT)
+        await eventually(lambda: a.counters.heartbeat_failures > 0, 5, "a failed heartbeat")
+        failures = a.counters.heartbeat_failures
+        await eventually(lambda: a.counters.heartbeats > 0 and "maths" in a.owned
+                         and a.counters.heartbeat_failures == failures, 5, "beats again")
+        await a.route("history")  # placements work again
+    finally:
+        await a.stop()
 
 
 async def test_connect_refuses_an_unreachable_redis() -> None:
