@@ -40,7 +40,7 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
         await host.page.get_by_role("button", name="Mode conférence").click()
         await pupil.page.get_by_role("status").filter(
             has_text="Mme Martin a activé le mode conférence").wait_for(timeout=TIMEOUT_MS)
-        await pupil.page.get_by_text("Mode conférence", exact=True).wait_for()
+        await pupil.page.locator("#lecture-label").wait_for()
         assert await camera.is_disabled()
         assert "réservé à l'animateur et aux présentateurs" in (
             await camera.get_attribute("title") or "")
@@ -63,6 +63,17 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
         await pupil.page.get_by_role("status").filter(
             has_text="seuls l'animateur et les présentateurs peuvent envoyer").wait_for(
             timeout=TIMEOUT_MS)
+
+        # Someone who arrives during the lecture publishes sound only, without error.
+        late = await room.join("Inès", LANDSCAPE_TABLET)
+        await late.page.locator("#lecture-label").wait_for(timeout=TIMEOUT_MS)
+        await late.page.wait_for_function(
+            "() => window.visio.pcs.publish && window.visio.pcs.publish.getTransceivers()"
+            ".some((t) => t.currentDirection === 'sendonly')", timeout=TIMEOUT_MS)
+        assert not await late.page.evaluate(f"({CAMERA_SENT_JS})()")
+        assert await late.page.get_by_role("button", name="Caméra", exact=True).is_disabled()
+        await late.assert_no_error_status()
+        await expect_class(tile_of(host, late), "withheld")
 
         grant = host.page.get_by_role("button", name="Autoriser Léo à présenter")
         await grant.click()
