@@ -105,6 +105,8 @@ async def serve_socket(app: web.Application, ws: web.WebSocketResponse, request:
         if proxied:  # placement changed between the two nodes' decisions: the client retries
             await ws.close(code=WSCloseCode.GOING_AWAY, message=b"room moved: reconnect")
             return
+        logger.info("relaying a socket for room %s to node %s", handoff.where.room,
+                    handoff.where.owner)
         node.counters.relays_total += 1
         node.counters.relays_open += 1
         try:

@@ -42,7 +42,9 @@ async def relay(client: web.WebSocketResponse, request: web.Request,
     """Pipes ``client`` to the node at ``url`` until either side closes.
 
     Returns False, with ``client`` untouched, if the hosting node cannot be
-    reached (it may just have died: the caller places the room again).
+    reached (it may just have died: the caller places the room again). A node
+    that answers but refuses the socket (e.g. 429, its rate limit) is alive: the
+    client is told to try again later (close code 1013).
     """
     # The client's address as this node resolved it (signaling/proxies.py): believed by the
     # hosting node when this node is among its --trusted-proxy networks, so that its rate
@@ -51,6 +53,11 @@ async def relay(client: web.WebSocketResponse, request: web.Request,
     try:
         upstream = await http.ws_connect(upstream_ws_url(url), headers=headers,
                                          max_msg_size=0, heartbeat=20)
+    except aiohttp.WSServerHandshakeError as exc:
+        logger.warning("hosting node %s refused a relayed socket: HTTP %s", url, exc.status)
+        await client.close(code=WSCloseCode.TRY_AGAIN_LATER,
+                           message=f"the hosting node answered {exc.status}".encode())
+        return True
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         logger.warning("hosting node %s unreachable: %s", url, exc)
         return False

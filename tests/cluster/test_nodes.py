@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from loadtest.signaling_client import SignalingError
@@ -33,10 +34,10 @@ SIZES = {"alice": (320, 240), "bob": (256, 192), "carol": (352, 288)}
 FAILOVER_LIMIT = 10.0  # seconds from kill -9 to every participant decoding the others again
 
 
-def start_node(tmp_path: Path, redis: RedisServer, node_id: str) -> ServerProcess:
+def start_node(tmp_path: Path, redis: RedisServer, node_id: str, *extra: str) -> ServerProcess:
     directory = tmp_path / node_id
     directory.mkdir()
-    return start_server(directory, "--redis-url", redis.url, "--node-id", node_id)
+    return start_server(directory, "--redis-url", redis.url, "--node-id", node_id, *extra)
 
 
 def decoding_all(peer: TestPeer, others: list[TestPeer], min_frames: int) -> bool:
@@ -194,6 +195,32 @@ async def test_a_drained_node_sends_new_rooms_to_the_other_node(
         peers += moved
         assert node2.stats()["participants"] == 3 and node1.stats()["participants"] == 0
         await metric_shows(node1, 'visio_cluster_relays_open{node="node1"} 3')
+    finally:
+        for peer in peers:
+            await peer.close()
+        stop_server(node1)
+        stop_server(node2)
+
+
+async def test_a_hosting_node_that_refuses_a_relayed_socket_makes_the_client_retry_later(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    """Node 1 is alive but its connect rate limit refuses node 2's relay (every relayed
+    socket comes from node 2's address unless node 2 is a --trusted-proxy of node 1)."""
+    node1 = start_node(tmp_path, redis_server, "node1", "--rate-limit-connects", "2/min")
+    node2 = start_node(tmp_path, redis_server, "node2")
+    peers = [TestPeer(node1.base_url, "maths", "erin"),
+             TestPeer(node2.base_url, "maths", "frank")]
+    try:
+        await peers[0].join()
+        await peers[1].join()  # node 1's second connection this minute: accepted
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+                node2.base_url.replace("http", "ws") + "/ws") as ws:
+            await ws.send_json({"type": "join", "v": 1, "room": "maths", "name": "gus", "id": 1})
+            frame = await ws.receive(timeout=10)  # node 1 refused node 2's relay with 429
+        assert frame.type == aiohttp.WSMsgType.CLOSE and frame.data == 1013, frame
+        assert time.monotonic() - started < 3  # at once: a refusing node is not a dead one
+        assert node1.stats()["participants"] == 2
     finally:
         for peer in peers:
             await peer.close()
