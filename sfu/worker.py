@@ -150,8 +150,19 @@ class WorkerServer:
             "decoder_threads": sum(1 for t in threading.enumerate()
                                    if t.name.endswith("-decoder")),
             "pipes": len(self._pipes),
+            "local_producers": sum(1 for source in stats["sources"].values()
+                                   if not source["piped"]),
             "pipe_packets_received": sum(p.packets_received for p in self._pipes.values()),
         }
+        return stats
+
+    def summary(self) -> dict[str, Any]:
+        """What the one-second report carries: the statistics without the per-source and
+        per-consumer detail (that can be large; ``stats`` requests get it)."""
+        stats = self.stats()
+        del stats["sources"]
+        stats["subscribers"] = {participant: {"estimate_bps": detail.get("estimate_bps")}
+                                for participant, detail in stats["subscribers"].items()}
         return stats
 
     # ----------------------------------------------------------------- rooms across workers
@@ -227,9 +238,22 @@ class WorkerServer:
                     "cpu": (cpu - last_cpu) / elapsed}
             last_at, last_cpu, last_out = now, cpu, out
             try:
-                self.push({"load": load, "stats": self.stats()})
+                self.push({"load": load, "stats": self.summary()})
             except Exception:
                 logger.exception("worker %d: load report failed", self.index)
+
+
+class WorkerTag(logging.Filter):
+    """Prefixes each record's logger name with the worker, so the node's log says which."""
+
+    def __init__(self, index: int) -> None:
+        super().__init__()
+        self.prefix = f"worker{index}."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefix):
+            record.name = self.prefix + record.name
+        return True
 
 
 async def serve(fd: int, index: int, settings: SfuSettings) -> None:
@@ -255,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
                                                           "max_participants")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
+    # Started by ``python -m signaling.workers``, the node's log handler is in place already.
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s worker{args.index} %(name)s: "
-                               "%(message)s")
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(WorkerTag(args.index))
     raw = json.loads(args.settings)
     settings = SfuSettings(ice=IceSettings(str(raw["ice_bind"]), str(raw["ice_announce"])),
                            max_participants_per_room=int(raw["max_participants"]))

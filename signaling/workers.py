@@ -20,12 +20,12 @@ and their rooms are re-created on a live worker; the worker is restarted.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
 import json
 import logging
-import os
 import socket
 import sys
 import time
@@ -33,9 +33,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sfu import JoinResult, SfuError, SourceConstraints, UnknownParticipant
+from sfu import worker as sfu_worker
 from sfu.aiortc_bridge import IceSettings
 from sfu.errors import RoomFull
 from sfu.ipc import IpcError, Message, encode, raise_error, read_message
+from signaling.logs import JsonFormatter, configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -161,9 +163,10 @@ class WorkerPool:
                   "max_participants": self.settings.max_participants_per_room}
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "sfu.worker", "--fd", str(child.fileno()),
+                sys.executable, "-m", "signaling.workers", "--log-format", _log_format(),
+                "--log-level", self.settings.log_level, "--fd", str(child.fileno()),
                 "--index", str(index), "--settings", json.dumps(config),
-                "--log-level", self.settings.log_level, pass_fds=(child.fileno(),))
+                pass_fds=(child.fileno(),))
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
@@ -434,7 +437,8 @@ class WorkerPool:
     # ----------------------------------------------------------------- statistics
 
     def stats(self) -> dict[str, Any]:
-        """The workers' last reports (at most a second old), summed like one SFU's."""
+        """The workers' last reports (at most a second old, without per-source detail: the
+        workers send a summary), summed like one SFU's; ``current_stats`` has everything."""
         return self._aggregate({i: link.stats for i, link in self.links.items()})
 
     async def current_stats(self) -> dict[str, Any]:
@@ -458,7 +462,7 @@ class WorkerPool:
         sources: dict[str, dict[str, Any]] = {}
         subscribers: dict[str, Any] = {}
         workers = []
-        participants = decoder_threads = 0
+        participants = decoder_threads = producers = 0
         for index in range(self.settings.workers):
             stats = per_worker.get(index) or {}
             link = self.links.get(index)
@@ -479,6 +483,7 @@ class WorkerPool:
             participants += int(stats.get("participants", 0))
             info = stats.get("worker") or {}
             decoder_threads += int(info.get("decoder_threads", 0))
+            producers += int(info.get("local_producers", 0))
             workers.append({
                 "index": index, "pid": link.process.pid if link else None,
                 "alive": bool(link and link.alive and link.ready.is_set()),
@@ -489,7 +494,7 @@ class WorkerPool:
                 "pipes": int(info.get("pipes", 0)), "counters": stats.get("counters") or {},
             })
         return {"rooms": len(self._rooms), "participants": participants,
-                "producers": len(sources), "sources": sources, "subscribers": subscribers,
+                "producers": producers, "sources": sources, "subscribers": subscribers,
                 "counters": counters, "decoder_threads": decoder_threads, "workers": workers}
 
     async def close(self) -> None:
@@ -503,7 +508,22 @@ class WorkerPool:
         await asyncio.gather(*self._supervisors, return_exceptions=True)
 
 
-def default_workers() -> int:
-    """One worker per core this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-        os.cpu_count() or 1)
+def _log_format() -> str:
+    """The node's log format (``--log-format``), for its workers' lines to match."""
+    handlers = logging.getLogger().handlers
+    return "json" if any(isinstance(h.formatter, JsonFormatter) for h in handlers) else "text"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A worker process (``python -m signaling.workers``): the node's log format and level
+    (aioice quietened, tokens redacted), then ``sfu.worker``."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--log-format", default="text")
+    parser.add_argument("--log-level", default="INFO")
+    known, rest = parser.parse_known_args(argv)
+    configure_logging(known.log_level, known.log_format)
+    return sfu_worker.main([*rest, "--log-level", known.log_level])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
