@@ -235,7 +235,9 @@ class WorkerServer:
             now, cpu, out = time.monotonic(), time.process_time(), counters.rtp_packets_out
             elapsed = max(now - last_at, 1e-3)
             load = {"worker": self.index, "forwarded_pps": (out - last_out) / elapsed,
-                    "cpu": (cpu - last_cpu) / elapsed}
+                    "cpu": (cpu - last_cpu) / elapsed,
+                    # how late this one-second sleep woke up: a saturated loop is late
+                    "loop_lag": max(0.0, elapsed - REPORT_INTERVAL)}
             last_at, last_cpu, last_out = now, cpu, out
             try:
                 self.push({"load": load, "stats": self.summary()})

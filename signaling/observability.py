@@ -235,6 +235,9 @@ def worker_metrics(workers: list[dict[str, Any]]) -> list[str]:
     family("visio_worker_forwarded_packets_per_second", "gauge", "RTP packets the worker "
            "forwarded per second over the last second",
            ((w["index"], w["load"]["forwarded_pps"]) for w in workers))
+    family("visio_worker_event_loop_lag_seconds", "gauge", "how late the worker's one-second "
+           "report woke up: above ~20 ms the worker is saturated",
+           ((w["index"], w["load"].get("loop_lag", 0.0)) for w in workers))
     keys = sorted({key for w in workers for key in w.get("counters", {})})
     for key in keys:
         name = COUNTER_NAMES.get(key, (f"visio_sfu_{key}_total", ""))[0]

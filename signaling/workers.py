@@ -69,6 +69,7 @@ class WorkerLoad:
 
     forwarded_pps: float = 0.0
     cpu: float = 0.0
+    loop_lag: float = 0.0  # s: how late the worker's one-second report woke up
 
 
 class WorkerLink:
@@ -226,7 +227,7 @@ class WorkerPool:
         elif "load" in message:
             load = message["load"]
             link.load = WorkerLoad(float(load.get("forwarded_pps", 0.0)),
-                                   float(load.get("cpu", 0.0)))
+                                   float(load.get("cpu", 0.0)), float(load.get("loop_lag", 0.0)))
             link.stats = message.get("stats") or {}
         elif "hello" in message:
             link.ready.set()
