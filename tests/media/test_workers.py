@@ -152,3 +152,29 @@ async def test_new_rooms_go_to_the_least_loaded_worker_and_metrics_name_workers(
     finally:
         for peer in peers:
             await peer.close()
+
+
+async def test_concurrent_joins_and_leaves_keep_the_shards_consistent(
+        two_workers: ServerProcess) -> None:
+    """Six participants join one room at once and leave in another order: every worker
+    ends with no participant, no pipe, and the others saw each departure."""
+    peers = [TestPeer(two_workers.base_url, "churn", f"p{i}") for i in range(6)]
+    try:
+        await asyncio.gather(*(peer.join() for peer in peers))
+        served = workers(two_workers)
+        assert sorted(w["participants"] for w in served) == [3, 3], served
+        assert all(w["pipes"] == 1 for w in served), served
+        survivor = peers[0]
+        for peer in peers[:0:-1]:
+            await peer.leave()
+        await wait_until(lambda: sum(e["type"] == "participant_left"
+                                     for e in survivor.events) == 5, 10,
+                         "five participant_left events at the survivor")
+        await survivor.leave()
+        await wait_until(lambda: all(w["participants"] == 0 and w["pipes"] == 0
+                                     for w in workers(two_workers)), 10, "empty workers")
+        assert two_workers.stats()["rooms"] == 0
+        assert "Traceback" not in two_workers.log()
+    finally:
+        for peer in peers:
+            await peer.close()
