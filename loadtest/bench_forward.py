@@ -4,9 +4,9 @@ A real ``visio serve`` subprocess is pinned to one core. This process, pinned
 to another core, runs P aiortc publishers (VP8, optionally Opus) and N light
 participants (``loadtest.participant``) that join the same room through the
 signaling protocol and subscribe. The subscribers never decode: they read
-SRTP off their sockets and count packets from their headers, on a loop
-thread of their own (``loadtest.subscriber_pool``) whose CPU time is the
-light client's cost per received packet.
+SRTP off their sockets and count packets from their headers, in a child
+process of their own on the same core (``loadtest.subscriber_pool``) whose
+CPU time is the light client's cost per received packet.
 
 After a warm-up, the SFU's CPU time (``/proc/<pid>/stat`` utime + stime) and
 its packet counters (``GET /api/stats``) are read at both ends of a steady
@@ -156,12 +156,12 @@ class ForwardResult:
     sfu_cpu_us_per_ingested_packet: float  # ingested = RTP packets received from publishers
     forwarded_pps: float
     ingested_pps: float
-    loss_pct: float  # publisher -> SFU and SFU -> subscriber losses combined
+    loss_pct: float  # RFC 3550 loss the subscribers saw (sequence gaps), whole window
     sfu_cpu_pct: float  # of one core
-    # The light subscribers' own CPU (their loop thread: receive, counting, RTCP, timers).
+    # The light subscribers' own CPU (their process: receive, counting, RTCP, timers).
     client_cpu_us_per_received_packet: float
     client_cpu_pct: float
-    client_loss_pct: float  # RFC 3550 loss the subscribers saw over the whole window
+    ingress_loss_pct: float  # publisher packets the SFU did not count as received
     publishers: int
     subscribers: int
     media: str
@@ -653,17 +653,12 @@ def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
     packets_in = end.counters["rtp_packets_in"] - start.counters["rtp_packets_in"]
     packets_out = end.counters["rtp_packets_out"] - start.counters["rtp_packets_out"]
     delivered = sum(end.delivered) - sum(start.delivered)
-    published = end.published - start.published
-    # Loss on both hops; packets the SFU chose not to forward (a paused layer) are not loss.
-    reached_sfu = min(1.0, packets_in / published) if published else 1.0
-    reached_subscribers = min(1.0, delivered / packets_out) if packets_out else 1.0
     return {
         "seconds": round(span, 3),
         "sfu_cpu_us_per_forwarded_packet": cpu * 1e6 / packets_out if packets_out else math.nan,
         "sfu_cpu_us_per_ingested_packet": cpu * 1e6 / packets_in if packets_in else math.nan,
         "forwarded_pps": packets_out / span,
         "ingested_pps": packets_in / span,
-        "loss_pct": 100 * (1 - reached_sfu * reached_subscribers),
         "sfu_cpu_pct": 100 * cpu / span,
         "delivered_pps": delivered / span,
         "client_cpu_us_per_received_packet": (
@@ -707,12 +702,12 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
         sfu_cpu_us_per_ingested_packet=_median(samples, "sfu_cpu_us_per_ingested_packet"),
         forwarded_pps=_median(samples, "forwarded_pps"),
         ingested_pps=_median(samples, "ingested_pps"),
-        loss_pct=_median(samples, "loss_pct"),
+        loss_pct=100 * max(0, end.client.lost - start.client.lost) / max(
+            1, end.client.expected - start.client.expected),
         sfu_cpu_pct=_median(samples, "sfu_cpu_pct"),
         client_cpu_us_per_received_packet=_median(samples, "client_cpu_us_per_received_packet"),
         client_cpu_pct=_median(samples, "client_cpu_pct"),
-        client_loss_pct=100 * max(0, end.client.lost - start.client.lost) / max(
-            1, end.client.expected - start.client.expected),
+        ingress_loss_pct=100 * max(0, 1 - packets_in / max(1, end.published - start.published)),
         publishers=options.publishers,
         subscribers=options.subscribers,
         media=media,
@@ -792,10 +787,10 @@ def format_report(result: ForwardResult) -> str:
         ("* forwarded / ingested packets/s", f"{result.forwarded_pps:.0f} / "
                                              f"{result.ingested_pps:.0f}"),
         ("* SFU CPU", f"{result.sfu_cpu_pct:.1f} % of one core"),
-        ("* loss", f"{result.loss_pct:.2f} %"),
+        ("loss", f"{result.loss_pct:.2f} % at the subscribers (sequence gaps), "
+                 f"{result.ingress_loss_pct:.2f} % publishers -> SFU"),
         ("* light client CPU", f"{result.client_cpu_us_per_received_packet:.1f} µs / received "
-                               f"packet, {result.client_cpu_pct:.1f} % of one core "
-                               f"(subscribers' loss {result.client_loss_pct:.2f} %)"),
+                               f"packet, {result.client_cpu_pct:.1f} % of one core"),
         ("packets in", f"{result.packets_in}  ({result.in_pps:.0f}/s, "
                        f"{result.in_mbps:.2f} Mbit/s)"),
         ("packets out", f"{result.packets_out}  ({result.out_pps:.0f}/s)"),

@@ -7,13 +7,14 @@ subscribes *without decoding*: after the handshake it reads SRTP off its
 socket and counts each packet from its header (``loadtest.rtp_receive``).
 Per SSRC it keeps
 
-* packets, bytes, loss (sequence gaps) and RFC 3550 jitter, in objects that
-  aiortc's RTCP loop reads like its own statistics, so it sends receiver
-  reports for them as a browser would;
+* packets, bytes, loss (sequence gaps) and RFC 3550 jitter;
 * completed frames (marker bit), freezes (no completed frame for > 500 ms)
   and the received resolution (VP8 keyframe headers);
-* NACKs for gaps and transport-cc feedback (``loadtest.twcc_feedback``,
-  when the SFU offers transport-cc), sent on one timer per event loop.
+
+and it sends what a browser sends, from one timer per event loop: receiver
+reports every second (with LSR/DLSR from the SFU's sender reports), NACKs
+for gaps, and transport-cc feedback (``loadtest.twcc_feedback``) every
+100 ms when the SFU offers transport-cc.
 
 Join milestones, in seconds from the start of ``run``: WebSocket open,
 joined, ICE connected, first RTP, first keyframe.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import re
 import time
 from collections.abc import Callable
@@ -39,6 +41,7 @@ from loadtest.rtp_receive import (
     ReceivedStream,
     RtcpTicker,
     RtpCounter,
+    SocketReader,
 )
 from loadtest.signaling_client import SignalingClient
 from sfu.aiortc_bridge import (
@@ -55,6 +58,7 @@ TICK = 0.025  # s between two runs of the process's RTCP timer (NACKs)
 # transport-cc feedback every 100 ms: the default send interval of libwebrtc's
 # RemoteEstimatorProxy (which adapts it between 50 and 250 ms to the bitrate).
 FEEDBACK_TICKS = 4
+REPORT_TICKS = 40  # receiver reports every second, as browsers send them for video
 MILESTONES = ("ws_open", "joined", "ice_connected", "first_rtp", "first_keyframe")
 
 
@@ -154,6 +158,9 @@ class LightParticipant:
         self._dtls: Any = None
         self._direct: asyncio.Task[None] | None = None
         self._ticker: RtcpTicker | None = None
+        self._readers: list[SocketReader] = []
+        self._rtcp_ssrc = random.getrandbits(32)
+        self._phase = random.randrange(REPORT_TICKS)  # spreads the reports over the second
 
     @property
     def packets(self) -> int:
@@ -286,13 +293,8 @@ class LightParticipant:
         mid = self._ssrc_mid.get(ssrc)
         name, clock_rate = self._codecs.get(payload_type, ("?", 90000))
         kind = self._mid_kind.get(mid or "", "audio" if name == "opus" else "video")
-        stream = ReceivedStream(ssrc, kind, mid, clock_rate, rtx=payload_type in self._rtx_pts,
-                                vp8=name == "vp8")
-        if not stream.rtx:
-            receiver = self._receiver_for(mid)
-            if receiver is not None:  # aiortc's RR loop reports loss and jitter for it
-                receiver._RTCRtpReceiver__remote_streams[ssrc] = stream
-        return stream
+        return ReceivedStream(ssrc, kind, mid, clock_rate, rtx=payload_type in self._rtx_pts,
+                              vp8=name == "vp8")
 
     def _receiver_for(self, mid: str | None) -> Any:
         pc = self.subscribe_pc
@@ -306,30 +308,44 @@ class LightParticipant:
 
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         """aiortc's path: called by the DTLS transport with each decrypted packet."""
-        self._counter.count(data, data, len(data))
+        self._counter.count(data, len(data))
 
     def on_rtp(self, data: bytes) -> None:
         """Count one decrypted RTP packet."""
-        self._counter.count(data, data, len(data))
+        self._counter.count(data, len(data))
 
     async def _read_socket_directly(self, dtls: Any) -> None:
-        """After DTLS, take SRTP packets straight from the UDP socket's callback.
+        """After DTLS, read the selected pair's UDP socket here (``SocketReader``).
 
-        uvloop calls the ICE socket's ``datagram_received`` for every datagram;
-        it is replaced by ``DirectReceive``, which decrypts and counts RTP and
-        hands everything else (STUN, DTLS, SRTCP) to aioice as before.
+        SRTP and SRTCP are decrypted and counted in place; STUN (consent) and
+        DTLS still reach aioice's protocol, which sends through the reader.
+        Without a selected pair (never on loopback), uvloop keeps the socket
+        and only its datagram callback is replaced (``DirectReceive``).
         """
         while dtls.state != "connected":
             if dtls.state in ("closed", "failed"):
                 return
             await asyncio.sleep(0.05)
-        for protocol in dtls.transport._connection._protocols:
-            direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
-            protocol.datagram_received = direct.datagram_received
+        connection = dtls.transport._connection
+        pair = connection._nominated.get(1)
+        for protocol in connection._protocols:
+            if pair is not None and pair.protocol is protocol:
+                self._readers.append(SocketReader(protocol, pair.remote_addr, dtls._rx_srtp,
+                                                  self._counter))
+            else:
+                direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
+                protocol.datagram_received = direct.datagram_received
 
     async def _tick(self, number: int) -> None:
-        """The process's RTCP timer: NACKs for missing packets, transport-cc feedback."""
+        """The process's RTCP timer: NACKs, transport-cc feedback, receiver reports."""
         counter = self._counter
+        dtls = self._dtls
+        if dtls is None or dtls.state != "connected":
+            return
+        if (number + self._phase) % REPORT_TICKS == 0:
+            report = counter.receiver_report(self._rtcp_ssrc)
+            if report is not None:
+                await dtls._send_rtp(report)
         if counter.nack_due:
             pending = False
             for stream in list(counter.streams.values()):
@@ -342,10 +358,10 @@ class LightParticipant:
                     stream.nacks_sent += 1
                     await receiver._send_rtcp_nack(stream.ssrc, sorted(lost))
             counter.nack_due = pending
-        if counter.twcc_id and number % FEEDBACK_TICKS == 0 and self._dtls is not None:
+        if counter.twcc_id and (number + self._phase) % FEEDBACK_TICKS == 0:
             fci = counter.feedback.report()
-            if fci is not None and self._dtls.state == "connected":
-                await self._dtls._send_rtp(build_feedback_packet(1, 0, fci))
+            if fci is not None:
+                await dtls._send_rtp(build_feedback_packet(self._rtcp_ssrc, 0, fci))
 
     # ---------------------------------------------------------------- results
 

@@ -4,27 +4,30 @@ aiortc's receive path costs 20-45 µs per packet (``../shared/research/aiortc.md
 §5: aioice tries every datagram as STUN and queues it, the DTLS transport's
 coroutine awaits it, pylibsrtp allocates per call, ``RtpPacket.parse`` builds
 objects). A load-test subscriber only needs counts, so after the handshake
-each datagram is handled by one synchronous function (``DirectReceive``):
+the participant reads its ICE socket itself (``SocketReader``):
 
-* libsrtp's ``srtp_unprotect`` is called straight through pylibsrtp's cffi
-  binding on one reused buffer (authenticated and decrypted as a browser
-  would; no allocation per packet);
+* ``recv_into`` one reused buffer until the kernel has nothing more; libsrtp's
+  ``srtp_unprotect`` is called on that buffer straight through pylibsrtp's
+  cffi binding (authenticated and decrypted in place, as a browser would;
+  no object per packet);
 * sequence number, timestamp, SSRC, marker and the transport-cc extension
-  are read from the header, which SRTP leaves in clear; the decrypted
-  payload is looked at only for a VP8 packet that may start a keyframe;
+  are read from the header; the payload is looked at only for a VP8 packet
+  that may start a keyframe;
 * per-SSRC counters (RFC 3550 loss and jitter, frames, freezes) are updated
   in place (``RtpCounter.count``), with no object built per packet.
 
-The RTCP a browser sends is built from these counters *on timers*, never per
-packet: aiortc's receiver loop sends receiver reports from the
-``ReceivedStream`` objects (they answer what it reads from its own
-statistics), and ``RtcpTicker`` runs one timer per event loop that sends every
-participant's NACKs and transport-cc feedback.
+Sender reports from the SFU are read on the same path (for the LSR/DLSR of
+receiver reports). The RTCP a browser sends is built from these counters *on
+a timer*, never per packet: ``RtcpTicker`` runs one timer per event loop that
+sends every participant's receiver reports, NACKs and transport-cc feedback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import struct
 import time
 import weakref
@@ -44,14 +47,16 @@ NACK_RETRIES = 5  # a missing packet is asked for at most this often
 NACK_RETRY_TICKS = 4  # ticks between two NACKs of the same packet
 MAX_NACKED = 64  # sequence numbers per NACK message
 _FIXED_HEADER = struct.Struct("!BBHII")
+_SR_FIELDS = struct.Struct("!I2xI")  # sender SSRC, skip 2 bytes of NTP seconds, middle 32 bits
+_REPORT_BLOCK = struct.Struct("!IIIIII")
 
 
 class ReceivedStream:
     """One received SSRC: what a browser counts for it, updated in place per packet.
 
-    ``packets_received``, ``max_seq``, ``fraction_lost``, ``packets_lost`` and
-    ``jitter`` have the names and meanings of aiortc's ``StreamStatistics``,
-    so aiortc's RTCP loop builds receiver reports from this object.
+    ``packets_expected``, ``packets_lost``, ``fraction_lost`` and ``jitter``
+    follow RFC 3550 appendix A.3 (and the names of aiortc's
+    ``StreamStatistics``); ``RtpCounter.receiver_report`` puts them in RRs.
     """
 
     __slots__ = (
@@ -90,7 +95,7 @@ class ReceivedStream:
         self.received_prior = 0
         self.missing: dict[int, int] = {}  # extended sequence number -> NACKs sent for it
 
-    # --- what aiortc's RTCP loop reads (RFC 3550 appendix A.3)
+    # --- what a receiver report carries (RFC 3550 appendix A.3)
     @property
     def packets_expected(self) -> int:
         return 0 if self.base_seq < 0 else self.cycles + self.max_seq - self.base_seq + 1
@@ -140,7 +145,7 @@ class ReceivedStream:
         return due
 
 
-def _one_byte_extension(data: bytes, pos: int, end: int, wanted: int) -> int:
+def _one_byte_extension(data: bytes | bytearray, pos: int, end: int, wanted: int) -> int:
     """The 2-byte value of one-byte header extension ``wanted`` (RFC 8285), or -1."""
     if data[pos - 4:pos - 2] != b"\xbe\xde":
         return -1
@@ -172,13 +177,16 @@ class RtpCounter:
         self.twcc_id = 0  # the transport-cc extension's id; 0 when not negotiated
         self.feedback = TransportFeedbackGenerator()
         self.nack_due = False  # a stream has missing packets
+        self.sender_reports = 0
+        # SSRC -> (middle 32 bits of the last sender report's NTP time, when it arrived)
+        self.last_sr: dict[int, tuple[int, float]] = {}
         self._new_stream = new_stream
         self._mark = mark
         self._clock = clock
 
-    def count(self, header: bytes, plain: bytes | bytearray, size: int) -> None:
-        """One packet: ``header`` holds its RTP header (SRTP leaves it in clear) and
-        ``plain[:size]`` the decrypted packet (the same bytes on aiortc's path)."""
+    def count(self, header: bytes | bytearray, size: int) -> None:
+        """One decrypted RTP packet, ``header[:size]`` (a reused buffer on the direct path)."""
+        plain = header
         if size < 12:
             return
         first, second, seq, timestamp, ssrc = _FIXED_HEADER.unpack_from(header)
@@ -205,8 +213,14 @@ class RtpCounter:
             self._mark("first_rtp")
         stream.packets += 1
         stream.octets += size
-        if self.twcc_id and extension_end:
-            value = _one_byte_extension(header, extension_start, extension_end, self.twcc_id)
+        twcc_id = self.twcc_id
+        if twcc_id and extension_end:
+            element = header[extension_start]
+            # the usual case: transport-cc is the first element of a one-byte extension
+            if element == twcc_id << 4 | 1 and header[extension_start - 4] == 0xBE:
+                value = header[extension_start + 1] << 8 | header[extension_start + 2]
+            else:
+                value = _one_byte_extension(header, extension_start, extension_end, twcc_id)
             if value >= 0:
                 self.feedback.on_packet(value, int(now * 1e6))
         if stream.rtx:
@@ -260,6 +274,41 @@ class RtpCounter:
             stream.last_frame_at = now
             stream.frames += 1
 
+    def on_rtcp(self, data: bytes | bytearray, size: int) -> None:
+        """A decrypted compound RTCP packet: remember each sender report for LSR/DLSR."""
+        pos = 0
+        now = self._clock()
+        while pos + 8 <= size:
+            packet_type = data[pos + 1]
+            end = pos + 4 * ((data[pos + 2] << 8 | data[pos + 3]) + 1)
+            if end > size:
+                return
+            if packet_type == 200 and end - pos >= 28:  # SR: the NTP time's middle 32 bits
+                ssrc, ntp_middle = _SR_FIELDS.unpack_from(data, pos + 4)
+                self.last_sr[ssrc] = (ntp_middle, now)
+                self.sender_reports += 1
+            pos = end
+
+    def receiver_report(self, sender_ssrc: int) -> bytes | None:
+        """An RTCP RR for up to 31 received streams (RTX excluded), or None if none."""
+        now = self._clock()
+        blocks = []
+        for stream in self.streams.values():
+            if stream.rtx or stream.base_seq < 0:
+                continue
+            lsr, at = self.last_sr.get(stream.ssrc, (0, now))
+            dlsr = int((now - at) * 65536) if lsr else 0
+            blocks.append(_REPORT_BLOCK.pack(
+                stream.ssrc, stream.fraction_lost << 24 | stream.packets_lost & 0xFFFFFF,
+                (stream.cycles + stream.max_seq) & 0xFFFFFFFF, stream.jitter & 0xFFFFFFFF,
+                lsr, min(dlsr, 0xFFFFFFFF)))
+            if len(blocks) == 31:
+                break
+        if not blocks:
+            return None
+        header = struct.pack("!BBHI", 0x80 | len(blocks), 201, 1 + 6 * len(blocks), sender_ssrc)
+        return header + b"".join(blocks)
+
     def _gap(self, stream: ReceivedStream, extended: int, delta: int) -> None:
         """Packets ``extended - delta + 1 .. extended - 1`` are missing: NACK them soon."""
         missing = stream.missing
@@ -271,13 +320,17 @@ class RtpCounter:
         self.nack_due = True
 
 
-class DirectReceive:
-    """The socket's datagram callback after the handshake (uvloop calls it directly).
+class SrtpDemux:
+    """Decrypts one datagram in place in a reused buffer and hands it to an ``RtpCounter``.
 
-    SRTP goes through ``srtp_unprotect`` on one reused buffer (pylibsrtp's own
-    ``Session.unprotect`` allocates an ``int *`` and a result per call) and
-    into ``RtpCounter.count``. STUN (consent checks), DTLS and SRTCP keep
-    aiortc's path, so ICE and RTCP behave as before.
+    ``srtp_unprotect`` / ``srtp_unprotect_rtcp`` are called straight through
+    pylibsrtp's cffi binding (its ``Session.unprotect`` allocates an ``int *``
+    and a result per call). SRTP leaves the RTP header in clear and decrypts
+    the payload in place, so the buffer then holds the whole plain packet.
+    SRTCP goes to ``RtpCounter.on_rtcp`` (sender reports: aiortc's path costs
+    ~150 µs for each, through a queue, a task and statistics objects). STUN
+    (consent checks) and DTLS (RFC 7983: first byte not 128-191) go to
+    ``fallback``, aioice's own handler.
     """
 
     def __init__(self, session: pylibsrtp.Session, counter: RtpCounter,
@@ -287,29 +340,107 @@ class DirectReceive:
             raise RuntimeError("pylibsrtp.Session has no _srtp context: its internals changed")
         self._session = session  # owns the libsrtp context
         self._context = srtp[0]
-        self._buffer = bytearray(MAX_DATAGRAM)
-        self._pointer = ffi.from_buffer(self._buffer)
+        self.buffer = bytearray(MAX_DATAGRAM)
+        self._pointer = ffi.from_buffer(self.buffer)
         self._length = ffi.new("int *")
         self._counter = counter
         self._fallback = fallback
         self.rejected = 0  # failed authentication or replay check (duplicates)
 
+    def handle(self, size: int, addr: Any) -> None:
+        """The datagram now in ``buffer[:size]``."""
+        buffer = self.buffer
+        if not 127 < buffer[0] < 192:
+            self._fallback(bytes(buffer[:size]), addr)
+            return
+        length = self._length
+        length[0] = size
+        if 191 < buffer[1] < 224:  # RTCP (RFC 5761: packet types 192-223)
+            if lib.srtp_unprotect_rtcp(self._context, self._pointer, length):
+                self.rejected += 1
+            else:
+                self._counter.on_rtcp(buffer, length[0])
+            return
+        if lib.srtp_unprotect(self._context, self._pointer, length):
+            self.rejected += 1
+            return
+        counter = self._counter
+        counter.direct += 1
+        counter.count(buffer, length[0])
+
+
+class DirectReceive(SrtpDemux):
+    """A datagram protocol's ``datagram_received`` replaced: uvloop hands each datagram."""
+
     def datagram_received(self, data: bytes, addr: Any) -> None:
         size = len(data)
-        # RTP (version 2) but not RTCP (RFC 5761: payload types 192-223 are RTCP)
-        if 127 < data[0] < 192 and not 191 < data[1] < 224 and size <= MAX_DATAGRAM:
-            buffer = self._buffer
-            buffer[:size] = data
-            length = self._length
-            length[0] = size
-            if lib.srtp_unprotect(self._context, self._pointer, length):
-                self.rejected += 1
-                return
-            counter = self._counter
-            counter.direct += 1
-            counter.count(data, buffer, length[0])
-        else:
+        if size > MAX_DATAGRAM:
             self._fallback(data, addr)
+            return
+        self.buffer[:size] = data
+        self.handle(size, addr)
+
+
+class SocketReader(SrtpDemux):
+    """The ICE socket taken over after the handshake: read with ``recv_into``, in place.
+
+    uvloop builds a ``bytes`` and an address tuple for every datagram and
+    calls the protocol with them; here a duplicate of the socket's file
+    descriptor is read by this object straight into the SRTP buffer until
+    the kernel has nothing more, and uvloop's transport is closed (the socket
+    lives on through the duplicate). aioice keeps its protocol object: it
+    sends through this object (``sendto``) and gets STUN and DTLS datagrams
+    from it, with the selected pair's remote address.
+    """
+
+    def __init__(self, protocol: Any, remote_addr: tuple[str, int],
+                 session: pylibsrtp.Session, counter: RtpCounter) -> None:
+        super().__init__(session, counter, protocol.datagram_received)
+        self._protocol = protocol
+        self._remote_addr = remote_addr
+        self._loop = asyncio.get_running_loop()
+        uvloop_transport = protocol.transport
+        fileno = uvloop_transport.get_extra_info("socket").fileno()
+        self._socket = socket.socket(fileno=os.dup(fileno))
+        self._socket.setblocking(False)
+        self._closed = False
+        uvloop_transport.set_protocol(asyncio.DatagramProtocol())  # its close is not aioice's
+        protocol.transport = self
+        uvloop_transport.close()
+        self._loop.add_reader(self._socket.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        recv_into, buffer, handle = self._socket.recv_into, self.buffer, self.handle
+        addr = self._remote_addr
+        while True:
+            try:
+                size = recv_into(buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error reported on the socket: nothing to read
+                return
+            handle(size, addr)
+
+    # --- the part of asyncio.DatagramTransport aioice uses
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            self._socket.sendto(data, addr or self._remote_addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._socket.getsockname()
+        return self._socket if name == "socket" else default
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._loop.remove_reader(self._socket.fileno())
+        self._socket.close()
+        self._loop.call_soon(self._protocol.connection_lost, None)
 
 
 class RtcpTicker:

@@ -1,106 +1,181 @@
-"""Listening light participants on their own event loop thread, with that thread's CPU time.
+"""Listening light participants in a process of their own, with that process's CPU time.
 
-The forwarding benchmark publishes from its main thread (aiortc's live VP8
+The forwarding benchmark publishes from its own process (aiortc's live VP8
 encoder) and must still say what the *light client* costs per received
-packet. Hosting the subscribers on a second uvloop loop in a thread of their
-own makes their cost that thread's CPU time (``time.thread_time``: user +
-system of this thread only), apart from the encoder's; the same split as a
-locust worker, which hosts its participants on one asyncio thread.
+packet. The subscribers therefore run in a child process (one uvloop loop,
+like a locust worker hosting its participants): its CPU time is exactly the
+light client's (``time.process_time``: user + system of all its threads,
+to the nanosecond), with no share of the encoder and no contention for a
+GIL with it. The parent drives it with one JSON line per command on the
+child's stdin and reads one JSON line back on its stdout:
+
+    {"command": "waiting"}  -> {"waiting": 3, "errors": []}
+    {"command": "sample"}   -> {"cpu": 1.25, "packets": [..], "lost": 0, "expected": 0}
+    {"command": "stop"}     -> {"stopped": true}
+
+    python -m loadtest.subscriber_pool --url URL --room ROOM --count N [--audio]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import threading
+import contextlib
+import json
+import sys
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import uvloop
 
 from loadtest.participant import LightParticipant, ParticipantConfig
 
-T = TypeVar("T")
-STOP_TIMEOUT = 15.0
+REPLY_TIMEOUT = 60.0  # s: starting N participants one after the other takes a while
+STOP_TIMEOUT = 20.0
 
 
 @dataclass
 class PoolSample:
-    """The pool's thread CPU time and every subscriber's received packets, at one moment."""
+    """The pool's CPU time and every subscriber's received packets, at one moment."""
 
     at: float
     cpu: float
     packets: list[int]
-    lost: int  # sequence gaps the subscribers saw (RTX excluded), all streams
+    lost: int  # sequence gaps the subscribers saw (RFC 3550, RTX excluded), all streams
     expected: int
 
 
 class SubscriberPool:
-    """N listening ``LightParticipant``s on one uvloop loop in a dedicated thread."""
+    """N listening ``LightParticipant``s in a child process (see the module docstring)."""
 
     def __init__(self, base_url: str, room: str, count: int, *, audio: bool,
                  transport_cc: bool) -> None:
-        self.configs = [ParticipantConfig(base_url, room, f"sub{i:02d}", publish=False,
-                                          audio=audio, transport_cc=transport_cc)
-                        for i in range(count)]
-        self.participants: list[LightParticipant] = []
-        self._loop = uvloop.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="subscribers", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_forever()
-
-    async def call(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        """Run ``coroutine`` on the pool's loop and wait for it from the caller's loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine,
-                                                                          self._loop))
+        self.arguments = ["--url", base_url, "--room", room, "--count", str(count)]
+        if audio:
+            self.arguments.append("--audio")
+        if transport_cc:
+            self.arguments.append("--transport-cc")
+        self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        await self.call(self._start())
+        """Spawn the child (it inherits this process's core) and wait until all joined."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "loadtest.subscriber_pool", *self.arguments,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        reply = await self._read()
+        if not reply.get("started"):
+            raise RuntimeError(f"subscriber pool failed to start: {reply.get('error')}")
 
-    async def _start(self) -> None:
-        for config in self.configs:
-            participant = LightParticipant(config)
-            self.participants.append(participant)
-            await participant.start()
+    async def _read(self) -> dict[str, Any]:
+        process = self._process
+        if process is None or process.stdout is None:
+            raise RuntimeError("subscriber pool not started")
+        line = await asyncio.wait_for(process.stdout.readline(), REPLY_TIMEOUT)
+        if not line:
+            raise RuntimeError(f"subscriber pool exited with {await process.wait()}")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def _request(self, command: str) -> dict[str, Any]:
+        process = self._process
+        if process is None or process.stdin is None:
+            raise RuntimeError("subscriber pool not started")
+        process.stdin.write(json.dumps({"command": command}).encode() + b"\n")
+        await process.stdin.drain()
+        return await self._read()
 
     async def waiting(self, audio: bool) -> tuple[int, list[str]]:
         """How many subscribers lack media (video, and audio if published), and errors."""
-        return await self.call(self._waiting(audio))
-
-    async def _waiting(self, audio: bool) -> tuple[int, list[str]]:
-        waiting = 0
-        for participant in self.participants:
-            kinds = {s.kind for s in participant.streams.values() if s.packets and not s.rtx}
-            if "video" not in kinds or (audio and "audio" not in kinds):
-                waiting += 1
-        errors = [f"{p.config.name}: {p.error}" for p in self.participants if p.error]
-        return waiting, errors
+        reply = await self._request("waiting")
+        return int(reply["waiting"]), list(reply["errors"])
 
     async def sample(self) -> PoolSample:
-        return await self.call(self._sample())
-
-    async def _sample(self) -> PoolSample:
-        lost = expected = 0
-        for participant in self.participants:
-            for stream in participant.streams.values():
-                lost += stream.lost
-                expected += stream.expected
-        return PoolSample(time.monotonic(), time.thread_time(),
-                          [p.packets for p in self.participants], lost, expected)
+        at = time.monotonic()
+        reply = await self._request("sample")
+        return PoolSample(at, float(reply["cpu"]), list(reply["packets"]), int(reply["lost"]),
+                          int(reply["expected"]))
 
     async def close(self) -> None:
-        """Stop every subscriber, then the loop and its thread."""
-        if not self._loop.is_closed() and self._loop.is_running():
-            await self.call(self._stop_all())
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        await asyncio.get_running_loop().run_in_executor(None, self._thread.join,
-                                                         STOP_TIMEOUT)
-        if not self._thread.is_alive():
-            self._loop.close()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._request("stop"), STOP_TIMEOUT)
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
 
-    async def _stop_all(self) -> None:
-        await asyncio.gather(*(p.stop() for p in self.participants), return_exceptions=True)
+
+# --------------------------------------------------------------------------- the child
+
+
+def _waiting(participants: list[LightParticipant], audio: bool) -> dict[str, Any]:
+    waiting = 0
+    for participant in participants:
+        kinds = {s.kind for s in participant.streams.values() if s.packets and not s.rtx}
+        if "video" not in kinds or (audio and "audio" not in kinds):
+            waiting += 1
+    errors = [f"{p.config.name}: {p.error}" for p in participants if p.error]
+    return {"waiting": waiting, "errors": errors}
+
+
+def _sample(participants: list[LightParticipant]) -> dict[str, Any]:
+    lost = expected = 0
+    for participant in participants:
+        for stream in participant.streams.values():
+            lost += stream.lost
+            expected += stream.expected
+    return {"cpu": time.process_time(), "packets": [p.packets for p in participants],
+            "lost": lost, "expected": expected}
+
+
+def _reply(message: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    participants = [LightParticipant(ParticipantConfig(
+        args.url, args.room, f"sub{i:02d}", publish=False, audio=args.audio,
+        transport_cc=args.transport_cc)) for i in range(args.count)]
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        for participant in participants:
+            await participant.start()
+        _reply({"started": True})
+        while line := await reader.readline():
+            command = json.loads(line).get("command")
+            if command == "waiting":
+                _reply(_waiting(participants, args.audio))
+            elif command == "sample":
+                _reply(_sample(participants))
+            elif command == "stop":
+                break
+            else:
+                _reply({"error": f"unknown command {command!r}"})
+    except Exception as exc:  # reported to the parent, which fails the benchmark
+        _reply({"started": False, "error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        await asyncio.gather(*(p.stop() for p in participants), return_exceptions=True)
+        _reply({"stopped": True})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="listening light participants (see "
+                                                 "loadtest/subscriber_pool.py)")
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--room", required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--audio", action="store_true")
+    parser.add_argument("--transport-cc", action="store_true")
+    uvloop.run(_serve(parser.parse_args()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

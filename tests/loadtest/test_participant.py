@@ -41,11 +41,13 @@ async def test_light_participants_exchange_media(visio_server: ServerProcess) ->
         await asyncio.sleep(6)
         report = listener.report()
         direct, total = listener.direct_packets, listener.packets
+        readers = len(listener._readers)  # the selected pair's socket, taken over
     finally:
         await asyncio.gather(*(p.stop() for p in everyone))
     assert report.error is None
     # After the handshake the listener reads SRTP straight off its socket.
     assert direct > 0.9 * total, (direct, total)
+    assert readers == 1
     assert set(report.milestones) == set(MILESTONES)
     times = [report.milestones[m] for m in MILESTONES]
     assert times == sorted(times), report.milestones
@@ -60,6 +62,7 @@ async def test_light_participants_exchange_media(visio_server: ServerProcess) ->
         assert 0 < stream["jitter_ms"] < 50
     for stream in audio:
         assert stream["packets"] > 150  # 50 packets/s
-    # The SFU hears our receiver reports: aiortc's RTCP loop reports the registered streams.
+    assert listener._counter.sender_reports > 0  # SRTCP read on the direct path
     stats = visio_server.stats()
     assert stats["counters"]["rtp_packets_out"] > 0
+    assert stats["counters"]["rtcp_malformed"] == 0  # our RRs and feedback parse

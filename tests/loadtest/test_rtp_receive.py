@@ -13,6 +13,7 @@ import struct
 from typing import Any
 
 import pylibsrtp
+from aiortc.rtp import RtcpPacket, RtcpRrPacket
 
 from loadtest.rtp_receive import (
     NACK_RETRIES,
@@ -110,11 +111,14 @@ def test_tampered_and_non_rtp_datagrams() -> None:
     protected[20] ^= 0xFF  # the authentication tag no longer matches
     receiver.direct.datagram_received(bytes(protected), None)
     assert receiver.direct.rejected == 1 and receiver.counter.packets == 0
-    rtcp = b"\x80\xc8\x00\x06" + b"\x00" * 24  # a sender report: aiortc's path
+    unprotected_rtcp = b"\x80\xc8\x00\x06" + b"\x00" * 24  # no SRTCP trailer: rejected
+    receiver.direct.datagram_received(unprotected_rtcp, None)
+    assert receiver.direct.rejected == 2 and receiver.counter.sender_reports == 0
     stun = b"\x00\x01\x00\x00" + b"\x21\x12\xa4\x42" + b"\x00" * 12
-    receiver.direct.datagram_received(rtcp, None)
+    dtls = b"\x17\xfe\xfd" + b"\x00" * 20  # DTLS application data: aiortc's path
     receiver.direct.datagram_received(stun, None)
-    assert receiver.passed_on == [rtcp, stun]
+    receiver.direct.datagram_received(dtls, None)
+    assert receiver.passed_on == [stun, dtls]
 
 
 def test_gaps_become_nacks_until_the_packets_arrive() -> None:
@@ -162,3 +166,26 @@ def test_rtx_is_counted_but_kept_out_of_loss() -> None:
     stream = receiver.counter.streams[0x99]
     assert stream.rtx and stream.packets == 1 and stream.packets_expected == 0
     assert receiver.counter.packets == 1
+
+
+def test_sender_reports_come_back_in_receiver_reports() -> None:
+    """SRTCP is decrypted on the direct path too; the RR aiortc would parse carries LSR/DLSR."""
+    receiver = Receiver()
+    for seq in (65534, 65535, 1, 2):  # 0 lost, across a wrap
+        receiver.send(rtp(seq, seq * 3000, DELTA_PAYLOAD), at=100.0)
+    sender_report = struct.pack("!BBHIQIII", 0x80, 200, 6, VIDEO_SSRC, 0x123456789ABCDEF0,
+                                1000, 4, 400)
+    receiver.direct.datagram_received(receiver.sender.protect_rtcp(sender_report), None)
+    assert receiver.counter.sender_reports == 1 and receiver.passed_on == []
+    receiver.clock.now = 100.5
+    report = receiver.counter.receiver_report(0xCAFE)
+    assert report is not None
+    [packet] = RtcpPacket.parse(report)
+    assert isinstance(packet, RtcpRrPacket) and packet.ssrc == 0xCAFE
+    [block] = packet.reports
+    assert block.ssrc == VIDEO_SSRC
+    assert block.lsr == 0x56789ABC and abs(block.dlsr - 65536 // 2) <= 1
+    assert block.highest_sequence == 0x10000 + 2 and block.packets_lost == 1
+    assert block.fraction_lost == 256 // 5
+    assert receiver.counter.receiver_report(0xCAFE) is not None  # a report every time asked
+    assert Receiver().counter.receiver_report(1) is None  # nothing received: nothing to report

@@ -30,7 +30,7 @@ def assert_headline(result: ForwardResult, subscribers: int, publishers: int) ->
     for key in HEADLINE:
         assert isinstance(data[key], float) and math.isfinite(data[key]) and data[key] > 0, key
     assert math.isfinite(data["loss_pct"]) and 0 <= data["loss_pct"] <= 100
-    assert math.isfinite(data["client_loss_pct"]) and 0 <= data["client_loss_pct"] <= 100
+    assert math.isfinite(data["ingress_loss_pct"]) and 0 <= data["ingress_loss_pct"] <= 100
     # Every ingested packet is forwarded to each subscriber: the two per-packet figures
     # differ by the fan-out (medians of sub-windows, hence the tolerance).
     fan_out = data["sfu_cpu_us_per_ingested_packet"] / data["sfu_cpu_us_per_forwarded_packet"]
