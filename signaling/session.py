@@ -159,14 +159,14 @@ class SignalingSession:
         if self._participant_id is not None:
             raise ProtocolError("already_joined", "this socket has already joined a room",
                                 request_id)
-        if self._placement is not None:
-            await self._placement.place(message.room)  # RoomElsewhere: hosted on another node
         admission = Admission(role="participant", max_participants=None)
         if self._gate is not None:
             try:
                 admission = await self._gate.admit(message.room, message.token)
             except JoinRefused as exc:
                 raise ProtocolError(exc.code, str(exc), request_id) from None
+        if self._placement is not None:  # after the gate: a refused join places no room
+            await self._placement.place(message.room)  # RoomElsewhere: hosted on another node
         meeting = self._meetings.get(message.room)
         # A reconnection (its old rejoin_key): same role and right to present, and
         # a locked room lets it back in.

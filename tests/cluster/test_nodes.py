@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from loadtest.signaling_client import SignalingError
 from tests.cluster.conftest import RedisServer
@@ -226,3 +227,21 @@ async def test_a_hosting_node_that_refuses_a_relayed_socket_makes_the_client_ret
             await peer.close()
         stop_server(node1)
         stop_server(node2)
+
+
+async def test_a_refused_join_places_no_room(tmp_path: Path, redis_server: RedisServer) -> None:
+    node = start_node(tmp_path, redis_server, "node1", "--mode", "production",
+                      "--secret-key", "test-" + "k" * 59)
+    peer = TestPeer(node.base_url, "maths", "mallory")
+    try:
+        with pytest.raises(SignalingError, match="token_required"):
+            await peer.join()
+        redis = Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            assert await redis.keys("visio:room:*") == []
+            assert await redis.exists("visio:node:node1") == 1
+        finally:
+            await redis.aclose()
+    finally:
+        await peer.close()
+        stop_server(node)
