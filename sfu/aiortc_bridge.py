@@ -705,6 +705,8 @@ class SubscribeConnection:
             slot.refresh_parameters()
 
     async def close(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
         await self._pc.close()
 
 

@@ -8,7 +8,11 @@ pylibsrtp's ``Session.protect`` allocates a length cell and copies twice. At
 fan-out that chain costs more than the encryption and the system call
 together, so once DTLS is up the SFU writes through a :class:`RtpWire`
 instead: one copy of header and payload into libsrtp's buffer, one
-``srtp_protect`` call, one ``sendto`` on the nominated ICE pair's socket.
+``srtp_protect`` call, one non-blocking ``sendto`` straight from that buffer
+on (a duplicate of) the nominated ICE pair's socket. When the kernel's send
+buffer is full the packet is dropped for this subscriber and counted, never
+queued: NACK and the bandwidth estimate react to the loss, and a subscriber
+that cannot keep up costs no memory.
 
 What it keeps from aiortc: the same SRTP session (so RTCP that aiortc still
 sends and the packets sent here share one crypto context and one rollover
@@ -31,6 +35,8 @@ versions (aioice 0.13.0, pylibsrtp 1.0.0): :func:`wire_self_check` verifies them
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -43,7 +49,6 @@ from pylibsrtp._binding import ffi, lib
 logger = logging.getLogger(__name__)
 
 SRTP_TRAILER_ROOM = 16 + 4  # the longest SRTP auth tag / AEAD tag (plus MKI headroom)
-MAX_QUEUED_BYTES = 256 * 1024  # a transport whose socket stopped draining drops, never grows
 _CONNECTED = State.CONNECTED
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900 to 1970: aiortc's arrival clock is NTP ms
 
@@ -52,7 +57,7 @@ class RtpWire:
     """Protect-and-send for one subscriber's (bundled) DTLS transport."""
 
     __slots__ = ("_addr", "_buffer", "_capacity", "_cdata", "_context", "_dtls", "_length",
-                 "_nominated", "_pair", "_session", "_transport", "dropped_backlog")
+                 "_nominated", "_pair", "_session", "_socket", "_view", "dropped_backlog")
 
     def __init__(self, dtls: RTCDtlsTransport) -> None:
         self._dtls = dtls
@@ -63,10 +68,11 @@ class RtpWire:
         self._capacity = 0
         self._length = ffi.new("int *")
         self._nominated: dict[int, Any] | None = None
+        self._view = memoryview(b"")
         self._pair: Any = None
-        self._transport: Any = None
+        self._socket: socket.socket | None = None
         self._addr: Any = None
-        self.dropped_backlog = 0  # packets dropped because the socket stopped draining
+        self.dropped_backlog = 0  # packets dropped because the socket's send buffer was full
 
     def send(self, header: bytes | bytearray, payload: bytes | memoryview) -> bool:
         """Send ``header + payload`` as one SRTP packet; False when it could not go out."""
@@ -78,15 +84,7 @@ class RtpWire:
         if nominated is None:
             nominated = self._nominated = dtls.transport._connection._nominated
         pair = nominated.get(1)
-        if pair is not self._pair:
-            if pair is None:
-                return False
-            self._pair = pair
-            self._transport = pair.protocol.transport
-            self._addr = pair.remote_addr
-        transport = self._transport
-        if transport.get_write_buffer_size() > MAX_QUEUED_BYTES:
-            self.dropped_backlog += 1
+        if pair is not self._pair and not self._adopt(pair):
             return False
         head = len(header)
         size = head + len(payload)
@@ -99,8 +97,35 @@ class RtpWire:
         length[0] = size
         if lib.srtp_protect(self._context, self._cdata, length):
             return False
-        transport.sendto(buffer[0:length[0]], self._addr)
+        try:
+            self._socket.sendto(self._view[:length[0]], self._addr)  # type: ignore[union-attr]
+        except BlockingIOError:
+            self.dropped_backlog += 1
+            return False
+        except OSError:
+            return False
         return True
+
+    def _adopt(self, pair: Any) -> bool:
+        """Send on the pair aioice nominated (again after a pair change)."""
+        self.close()
+        transport = pair.protocol.transport if pair is not None else None
+        if transport is None or transport.is_closing():
+            return False
+        # A duplicate of the ICE socket: a plain non-blocking sendto, without the
+        # transport's own write buffer (which grows when the kernel's is full).
+        self._socket = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        self._socket.setblocking(False)
+        self._pair = pair
+        self._addr = pair.remote_addr
+        return True
+
+    def close(self) -> None:
+        """Release the duplicate socket (the connection is closing)."""
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+        self._pair = None
 
     def _bind_session(self) -> bool:
         dtls = self._dtls
@@ -111,6 +136,7 @@ class RtpWire:
         self._context = session._srtp[0]
         self._cdata = session._cdata
         self._buffer = session._buffer
+        self._view = memoryview(session._buffer)
         self._capacity = len(session._buffer) - SRTP_TRAILER_ROOM
         return True
 

@@ -75,3 +75,37 @@ async def test_subscribers_that_stop_reading_do_not_grow_the_sfus_memory(tmp_pat
         for peer in peers:
             await peer.close()
         stop_server(server)
+
+
+def open_files(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+async def test_participants_who_leave_give_back_every_socket(tmp_path: Path) -> None:
+    """The send path holds its own duplicate of each subscriber's ICE socket: leaving
+    must close it, or a day of meetings would exhaust the server's descriptors."""
+    server: ServerProcess = start_server(tmp_path, "--workers", "0")
+    url = server.base_url
+    teacher = TestPeer(url, "sockets", "teacher")
+    try:
+        await teacher.join()
+        await teacher.publish(audio=False)
+        await asyncio.sleep(1)
+        baseline = open_files(server.pid)
+        for round_ in range(2):
+            pupils = [TestPeer(url, "sockets", f"pupil-{round_}-{i}") for i in range(4)]
+            for pupil in pupils:
+                await pupil.join()
+            for pupil in pupils:
+                await pupil.wait_for(lambda pupil=pupil: frames_from(pupil, teacher) > 2, 30,
+                                     "video from the teacher")
+            assert open_files(server.pid) > baseline  # each pupil's connection has sockets
+            for pupil in pupils:
+                await pupil.leave()
+        deadline = asyncio.get_running_loop().time() + 10
+        while open_files(server.pid) > baseline and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+        assert open_files(server.pid) <= baseline
+    finally:
+        await teacher.close()
+        stop_server(server)
