@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -244,4 +245,19 @@ async def test_a_refused_join_places_no_room(tmp_path: Path, redis_server: Redis
             await redis.aclose()
     finally:
         await peer.close()
+        stop_server(node)
+
+
+async def test_sigusr1_drains_a_node(tmp_path: Path, redis_server: RedisServer) -> None:
+    node = start_node(tmp_path, redis_server, "node1")
+    try:
+        await metric_shows(node, 'visio_node_draining{node="node1"} 0')
+        node.process.send_signal(signal.SIGUSR1)
+        await metric_shows(node, 'visio_node_draining{node="node1"} 1')
+        redis = Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            assert json.loads(await redis.get("visio:node:node1") or "{}")["draining"] is True
+        finally:
+            await redis.aclose()
+    finally:
         stop_server(node)
