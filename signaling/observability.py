@@ -147,9 +147,10 @@ def install_observability(app: web.Application, sfu: SfuApi,
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def readyz(request: web.Request) -> web.Response:
-        if readiness.ready:
+        media = sfu.unavailable()  # e.g. no SFU worker process serves yet
+        if readiness.ready and media is None:
             return web.json_response({"status": "ready"})
-        reason = readiness.problem or ("stopping" if readiness.stopping else "starting")
+        reason = readiness.problem or ("stopping" if readiness.stopping else media or "starting")
         return web.json_response({"status": "not_ready", "reason": reason}, status=503)
 
     async def start(app: web.Application) -> None:

@@ -430,6 +430,12 @@ class WorkerPool:
         placement = self._rooms.get(room_id)
         return placement.size if placement is not None else 0
 
+    def unavailable(self) -> str | None:
+        """Not ready while no worker serves (starting, or all restarting)."""
+        if any(link.alive and link.ready.is_set() for link in self.links.values()):
+            return None
+        return "no SFU worker process is running yet"
+
     def placement(self, participant_id: str) -> int | None:
         """The worker serving a participant (tests and logs)."""
         where = self._where.get(participant_id)

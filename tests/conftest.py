@@ -51,7 +51,8 @@ class ServerProcess:
 
 def start_server(tmp_path: Path, *extra: str) -> ServerProcess:
     """``visio serve`` in development mode (joins by room name, no booking token needed),
-    its data directory in tmp_path; ``extra`` flags come last and so win."""
+    its data directory in tmp_path; ``extra`` flags come last and so win. Returns once
+    ``/readyz`` says ready (its SFU workers serve)."""
     port = free_port()
     log_path = tmp_path / f"visio-{port}.log"
     log = log_path.open("wb")
@@ -67,7 +68,7 @@ def start_server(tmp_path: Path, *extra: str) -> ServerProcess:
         if process.poll() is not None:
             raise RuntimeError(f"visio serve exited: {log_path.read_text()}")
         try:
-            with urllib.request.urlopen(base_url + "/healthz", timeout=1):
+            with urllib.request.urlopen(base_url + "/readyz", timeout=1):
                 return ServerProcess(base_url, process, log_path)
         except OSError:
             time.sleep(0.1)

@@ -40,7 +40,7 @@ def start_https_server(tmp_path: Path, cert: Path, key: Path) -> ServerProcess:
         if process.poll() is not None:
             raise RuntimeError(f"visio serve exited: {log_path.read_text()}")
         try:
-            with urllib.request.urlopen(server.base_url + "/healthz", timeout=1, context=context):
+            with urllib.request.urlopen(server.base_url + "/readyz", timeout=1, context=context):
                 return server
         except OSError:
             time.sleep(0.1)
