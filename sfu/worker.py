@@ -145,25 +145,31 @@ class WorkerServer:
 
     def stats(self) -> dict[str, Any]:
         stats = self.service.stats()
-        stats["worker"] = {
+        stats["worker"] = self._about()
+        return stats
+
+    def summary(self) -> dict[str, Any]:
+        """What the one-second report carries: counts, counters and each subscriber's
+        estimate, without per-source detail (``stats`` requests get that). Read-only: it
+        does not run the allocators' budget code as ``stats`` does."""
+        rooms = self.service.rooms.values()
+        members = [m for room in rooms for m in room.participants.values()]
+        return {"rooms": len(rooms), "participants": len(members),
+                "counters": self.service.counters.as_dict(), "worker": self._about(),
+                "subscribers": {m.id: {"estimate_bps": m.bandwidth.estimate_bps}
+                                for m in members}}
+
+    def _about(self) -> dict[str, Any]:
+        rooms = self.service.rooms.values()
+        return {
             "index": self.index, "pid": os.getpid(), "threads": threading.active_count(),
             "decoder_threads": sum(1 for t in threading.enumerate()
                                    if t.name.endswith("-decoder")),
             "pipes": len(self._pipes),
-            "local_producers": sum(1 for source in stats["sources"].values()
-                                   if not source["piped"]),
+            "local_producers": sum(len(m.producers) for room in rooms
+                                   for m in room.participants.values()),
             "pipe_packets_received": sum(p.packets_received for p in self._pipes.values()),
         }
-        return stats
-
-    def summary(self) -> dict[str, Any]:
-        """What the one-second report carries: the statistics without the per-source and
-        per-consumer detail (that can be large; ``stats`` requests get it)."""
-        stats = self.stats()
-        del stats["sources"]
-        stats["subscribers"] = {participant: {"estimate_bps": detail.get("estimate_bps")}
-                                for participant, detail in stats["subscribers"].items()}
-        return stats
 
     # ----------------------------------------------------------------- rooms across workers
 
