@@ -83,6 +83,7 @@ class ClusterNode:
         self._fresh: dict[str, float] = {}  # room -> monotonic time this node claimed it
         self._moving: set[str] = set()  # migrated away, until their last sockets are gone
         self._task: asyncio.Task[None] | None = None
+        self._signalled: set[asyncio.Task[None]] = set()  # drains started by SIGUSR1
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -103,13 +104,19 @@ class ClusterNode:
         await self.bus.start()
         self._task = asyncio.ensure_future(self._beat_forever())
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            asyncio.get_running_loop().add_signal_handler(
-                signal.SIGUSR1, lambda: asyncio.ensure_future(self.drain(DRAIN_FINISH)))
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, self._drain_signalled)
         logger.info("cluster: node %s registered at %s (Redis %s)", self.node_id,
                     self.settings.advertise_url, _redacted(self.settings.redis_url))
 
+    def _drain_signalled(self) -> None:
+        task = asyncio.ensure_future(self.drain(DRAIN_FINISH))
+        self._signalled.add(task)
+        task.add_done_callback(self._signalled.discard)
+
     async def stop(self) -> None:
         """Leaves the cluster at once: entry withdrawn, claims released."""
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGUSR1)
         if not await stop_task(self._task):
             logger.warning("cluster: the heartbeat did not stop within 5 s")
         await self.bus.stop()
