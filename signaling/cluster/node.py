@@ -180,7 +180,8 @@ class ClusterNode:
             record = await self.registry.get(owner)
             if record is not None:
                 raise RoomElsewhere(room, owner, record.url)
-        raise RoomElsewhere(room, owner, self.settings.advertise_url)
+        # Owners kept vanishing between the two reads: the session answers "internal" (retry).
+        raise ClusterUnavailable(f"room {room}: its owner changed three times during one join")
 
     def _candidate(self, room: str) -> str:
         """Who should take ``room`` if nobody hosts it: this node unless it is draining."""
