@@ -44,6 +44,14 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import VideoFrame
 
+from loadtest.proc_stats import (
+    allowed_cpus,
+    core_times,
+    pin_threads,
+    process_tree,
+    resident_mb,
+    tree_cpu,
+)
 from loadtest.signaling_client import SignalingClient
 from loadtest.subscriber_pool import PoolSample, SubscriberPool
 from sfu.aiortc_bridge import (
@@ -206,105 +214,7 @@ class ForwardResult:
         return asdict(self)
 
 
-# --------------------------------------------------------------------------- /proc
-
-
-def process_cpu_times(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of all threads of ``pid`` (fields 14-15 of /proc/<pid>/stat)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()  # fields from #3 (state) on
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
-
-
-def process_runtime(pid: int) -> float:
-    """CPU seconds (user + system) of the live threads of ``pid``, to the nanosecond.
-
-    The scheduler's own runtime (``/proc/<pid>/task/<tid>/schedstat``, first
-    field) is exact, where utime/stime are sampled at every tick (10 ms): a
-    2-s sub-window of a process at a few % of a core can show 0 ticks.
-    """
-    total = 0
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
-    return total / 1e9
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """utime + stime of ``pid``, in seconds (10 ms resolution with the usual 100 Hz tick)."""
-    return sum(process_cpu_times(pid))
-
-
-def core_times() -> dict[int, tuple[int, int, int]]:
-    """Per core, from /proc/stat: (busy, steal, total) jiffies since boot.
-
-    Busy excludes idle, iowait and steal; steal is time the hypervisor gave
-    to another guest. Both tell whether the SFU really had its core alone.
-    """
-    result: dict[int, tuple[int, int, int]] = {}
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *values = line.split()
-        if not name.startswith("cpu") or name == "cpu":
-            continue
-        numbers = [int(v) for v in values[:8]]
-        idle, iowait, steal = numbers[3], numbers[4], numbers[7]
-        total = sum(numbers)
-        result[int(name[3:])] = (total - idle - iowait - steal, steal, total)
-    return result
-
-
-def resident_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (``visio serve`` runs the SFU in worker processes)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            text = Path(f"/proc/{entry}/stat").read_text()
-            parent = int(text[text.rindex(")") + 2:].split()[1])
-            children.setdefault(parent, []).append(int(entry))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(children.get(current, []))
-    return tree
-
-
-def tree_cpu(pid: int) -> tuple[float, float, float]:
-    """(exact runtime, tick-sampled user, tick-sampled system) summed over ``pid``'s tree."""
-    runtime = user = system = 0.0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            member_user, member_system = process_cpu_times(member)
-            runtime += process_runtime(member)
-            user += member_user
-            system += member_system
-    return runtime, user, system
-
-
-def allowed_cpus(pid: int) -> list[int]:
-    """The union of the cores the threads of ``pid`` may run on."""
-    cpus: set[int] = set()
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError):
-            cpus |= os.sched_getaffinity(int(tid))
-    return sorted(cpus)
-
-
-def pin_threads(pid: int, cpus: set[int]) -> None:
-    with contextlib.suppress(OSError):
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(int(tid), cpus)
+# --------------------------------------------------------------------------- environment
 
 
 def cpu_model() -> str:

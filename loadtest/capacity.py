@@ -34,6 +34,7 @@ from typing import Any
 import uvloop
 
 from loadtest.participant import LightParticipant, ParticipantConfig
+from loadtest.proc_stats import tree_cpu
 
 
 @dataclass
@@ -57,9 +58,8 @@ def _free_port() -> int:
 
 
 def _proc_cpu(pid: int) -> float:
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds of ``visio serve`` and its SFU worker processes (exact runtime)."""
+    return tree_cpu(pid)[0]
 
 
 def _counter(url: str, name: str) -> int:
@@ -197,8 +197,8 @@ def write_report(steps: list[Step], out: Path, command: str) -> None:
         f"<th>p95 join ms</th><th>broken</th></tr>{rows}</table>\n")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--room-size", type=int, default=4)
     parser.add_argument("--publishers", type=int, default=2)
     parser.add_argument("--video-size", default="180p")
@@ -211,8 +211,12 @@ def main() -> int:
     parser.add_argument("--max-freezes-per-minute", type=float, default=6.0)
     parser.add_argument("--max-join-p95-ms", type=float, default=5000.0)
     parser.add_argument("--out", type=Path, default=Path("capacity"))
-    args = parser.parse_args()
-    command = "python -m loadtest.capacity " + " ".join(sys.argv[1:])
+    parser.add_argument("--workers", type=int, default=1,
+                        help="SFU worker processes of visio serve, all on the server core "
+                             "(default 1; 0: the SFU in the signaling process)")
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
+    command = f"{prog or 'python -m loadtest.capacity'} " + " ".join(argv)
     cores = sorted(os.sched_getaffinity(0))
     server_core, client_core = ({cores[0]}, {cores[-1]})
     data = Path(tempfile.mkdtemp(prefix="visio-capacity-"))
@@ -224,7 +228,8 @@ def main() -> int:
         server = subprocess.Popen([sys.executable, "-m", "signaling", "serve", "--port",
                                    str(port), "--ice-announce", "127.0.0.1", "--mode",
                                    "development", "--data-dir", str(data),
-                                   "--rate-limit-connects", "off"],
+                                   "--rate-limit-connects", "off",
+                                   "--workers", str(args.workers)],
                                   stdout=log, stderr=subprocess.STDOUT)
     os.sched_setaffinity(0, client_core)
     try:

@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = commands.add_parser("bench", add_help=False,
                                 help="measure the SFU (see docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    loadtest = commands.add_parser("loadtest", add_help=False,
+                                   help="capacity ramp of light participants (docs/loadtest.md)")
+    loadtest.add_argument("loadtest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     configure_logging(args.log_level, args.log_format)
     if args.command == "serve":
@@ -79,6 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         bench_parser = argparse.ArgumentParser(prog="visio bench")
         bench_module.configure_parser(bench_parser)
         return bench_module.main(bench_parser.parse_args(args.bench_args))
+    elif args.command == "loadtest":
+        if args.loadtest_args[:1] != ["capacity"]:
+            parser.exit(2, "usage: visio loadtest capacity [options] (see --help)\n")
+        from loadtest import capacity
+
+        return capacity.main(args.loadtest_args[1:], prog="visio loadtest capacity")
     return 0
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from loadtest.capacity import Step, write_report
+from signaling import cli
 
 
 def test_report_names_what_was_held_and_what_broke(tmp_path: Path) -> None:
@@ -20,3 +23,15 @@ def test_report_names_what_was_held_and_what_broke(tmp_path: Path) -> None:
     html = (tmp_path / "cap.html").read_text()
     assert "<svg" in html and html.count("<polyline") == 3
     assert "participants held: 32" in html
+
+
+def test_visio_loadtest_capacity_is_the_ramp_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """``visio loadtest capacity`` hands its options to loadtest.capacity (a real parse)."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["loadtest", "capacity", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: visio loadtest capacity") and "--max-rooms" in out
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["loadtest", "ramp"])  # only capacity exists
+    assert exited.value.code == 2
