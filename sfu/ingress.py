@@ -25,11 +25,13 @@ from sfu.aiortc_bridge import (
     RemoteBitrateEstimator,
 )
 from sfu.producer import Producer
-from sfu.rtp import MalformedPacket, RtpHeader, abs_send_time_value, parse_header
+from sfu.rtp import MalformedPacket, RtpHeader, parse_header
 from sfu.stats import SfuCounters
 
 logger = logging.getLogger(__name__)
 
+ABS_SEND_TIME_MASK = 0xFFFFFF  # 24-bit, 6.18 fixed-point seconds
+BURST_TICKS = (5 << 18) // 1000  # 5 ms in abs-send-time units: one inter-arrival group
 REPORT_INTERVAL = 1.0  # s between receiver reports upstream
 MAX_LEARNED_SSRCS = 32  # per publisher: 3 simulcast layers x (media + RTX) x a few sources
 MAX_REPORT_BLOCKS = 31  # RFC 3550 §6.4: the report count is 5 bits
@@ -58,6 +60,12 @@ class PublisherIngress:
         self._abs_send_time_id = 0
         self._audio_level_id = 0
         self._estimator = RemoteBitrateEstimator()
+        # The burst of packets being summed before it goes to the estimator (see below).
+        self._burst_first_send = -1
+        self._burst_last_send = 0
+        self._burst_arrival_ms = 0
+        self._burst_bytes = 0
+        self._burst_ssrc = 0
         self._last_remb = 0.0
         self._estimates: dict[str, int] = {}  # per mid, from abs-send-time
         self._report_task: asyncio.Task[None] | None = None
@@ -185,15 +193,42 @@ class PublisherIngress:
         )
 
     def _estimate_bandwidth(self, header: RtpHeader, arrival_time_ms: int) -> None:
+        """Feed the publisher's uplink estimator one entry per send burst, not per packet.
+
+        aiortc's estimator groups packets sent within 5 ms anyway (inter-arrival
+        groups) and only needs each group's last send and arrival times and its
+        bytes; summing a burst here first makes its ~5 µs per call a cost per
+        frame instead of per packet.
+        """
         raw = header.extensions.get(self._abs_send_time_id)
-        if raw is None:
+        if raw is None or len(raw) != 3:
             return
-        result = self._estimator.add(arrival_time_ms, abs_send_time_value(raw),
-                                     header.payload_size, header.ssrc)
+        send = int.from_bytes(raw, "big")
+        first = self._burst_first_send
+        if first >= 0 and ((send - first) & ABS_SEND_TIME_MASK) < BURST_TICKS:
+            self._burst_last_send = send
+            self._burst_arrival_ms = arrival_time_ms
+            self._burst_bytes += header.payload_size
+            self._burst_ssrc = header.ssrc
+            return
+        if first >= 0:
+            self._feed_estimator()
+        self._burst_first_send = self._burst_last_send = send
+        self._burst_arrival_ms = arrival_time_ms
+        self._burst_bytes = header.payload_size
+        self._burst_ssrc = header.ssrc
+
+    def _feed_estimator(self) -> None:
+        ssrc = self._burst_ssrc
+        result = self._estimator.add(self._burst_arrival_ms, self._burst_last_send,
+                                     self._burst_bytes, ssrc)
         if result is None:
             return
+        route = self._routes.get(ssrc)
+        if route is None:
+            return
         bitrate, ssrcs = result
-        producer = self._routes[header.ssrc].producer
+        producer = route.producer
         self._estimates[producer.mid] = bitrate
         now = time.monotonic()
         if now - self._last_remb >= MIN_REMB_INTERVAL:
