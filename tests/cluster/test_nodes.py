@@ -259,5 +259,10 @@ async def test_sigusr1_drains_a_node(tmp_path: Path, redis_server: RedisServer) 
             assert json.loads(await redis.get("visio:node:node1") or "{}")["draining"] is True
         finally:
             await redis.aclose()
+        listed = subprocess.run([sys.executable, "-m", "signaling", "cluster", "--redis-url",
+                                 redis_server.url, "nodes"], check=True, cwd=REPO, timeout=30,
+                                capture_output=True, text=True)
+        assert json.loads(listed.stdout) == [{"node_id": "node1", "url": node.base_url,
+                                              "rooms": 0, "participants": 0, "draining": True}]
     finally:
         stop_server(node)
