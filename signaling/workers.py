@@ -119,11 +119,19 @@ class RoomPlacement:
     room_id: str
     shards: dict[int, set[str]] = field(default_factory=dict)  # worker -> participant ids
     names: dict[str, str] = field(default_factory=dict)  # participant id -> name
+    # Held while shards change (placement, pipes, announcements), never across a join.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    joining: dict[int, int] = field(default_factory=dict)  # worker -> joins in flight
+    waiting: int = 0  # join calls that may still use this placement
 
     @property
     def size(self) -> int:
-        return sum(len(members) for members in self.shards.values())
+        return sum(len(members) for members in self.shards.values()) + sum(
+            self.joining.values())
+
+    def load(self, index: int) -> int:
+        """Participants of this room on one worker, joins in flight included."""
+        return len(self.shards.get(index, ())) + self.joining.get(index, 0)
 
 
 class WorkerPool:
@@ -268,8 +276,7 @@ class WorkerPool:
                         await self._quietly(other, "remote_leave", room=room_id,
                                             participant_id=participant_id)
                     await self._quietly(other, "pipe_close", room=room_id, peer=index)
-                if not placement.shards:
-                    self._rooms.pop(room_id, None)
+            self._forget_if_empty(placement)
 
     async def _quietly(self, index: int, method: str, **params: Any) -> Any:
         """A bookkeeping request whose failure (worker gone meanwhile) changes nothing."""
@@ -297,12 +304,12 @@ class WorkerPool:
         live = {link.index for link in ready}
         shards = [i for i in placement.shards if i in live]
         for index in shards:
-            if cap <= 0 or len(placement.shards[index]) < cap:
+            if cap <= 0 or placement.load(index) < cap:
                 return index
         fresh = [link for link in ready if link.index not in placement.shards]
         if fresh:
             return min(fresh, key=self._score).index
-        return min(shards, key=lambda i: len(placement.shards[i]))
+        return min(shards, key=placement.load)
 
     async def _add_shard(self, placement: RoomPlacement, index: int) -> None:
         """A new worker for this room: pipes to every existing shard, their members and
@@ -331,32 +338,58 @@ class WorkerPool:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._all_started.wait(), START_TIMEOUT)
         placement = self._rooms.setdefault(room_id, RoomPlacement(room_id))
-        async with placement.lock:
-            if placement.size >= self.settings.max_participants_per_room:
-                raise RoomFull(f"room {room_id} already has "
-                               f"{self.settings.max_participants_per_room} participants")
-            index = self._choose(placement)
+        placement.waiting += 1  # the placement stays while this join may use it
+        try:
+            index = await self._reserve(placement)
             try:
-                if index not in placement.shards:
-                    await self._add_shard(placement, index)
                 reply = await self.links[index].request("join", {"room": room_id, "name": name})
             except BaseException:
-                if not placement.shards.get(index, True):
-                    await self._drop_shard(placement, index)
-                if not placement.shards:
-                    self._rooms.pop(room_id, None)
+                async with placement.lock:
+                    placement.joining[index] -= 1
+                    if index in placement.shards and not placement.load(index):
+                        await self._drop_shard(placement, index)
                 raise
             participant_id = str(reply["participant_id"])
-            placement.shards[index].add(participant_id)
-            placement.names[participant_id] = name
-            self._where[participant_id] = (room_id, index)
-            for other in placement.shards:
-                if other != index:
-                    await self._quietly(other, "remote_join", room=room_id,
-                                        participant={"id": participant_id, "name": name})
+            async with placement.lock:
+                placement.joining[index] -= 1  # and counted in its shard, in one step
+                if index not in placement.shards:  # its worker died during the join
+                    self._queues.pop(participant_id, None)
+                    raise WorkerUnavailable("the SFU worker stopped during the join; try again")
+                placement.shards[index].add(participant_id)
+                placement.names[participant_id] = name
+                self._where[participant_id] = (room_id, index)
+                for other in list(placement.shards):
+                    if other != index:
+                        await self._quietly(other, "remote_join", room=room_id,
+                                            participant={"id": participant_id, "name": name})
+        finally:
+            placement.waiting -= 1
+            self._forget_if_empty(placement)
         queue = self._queues.setdefault(participant_id, asyncio.Queue())
         return JoinResult(participant_id, room_id, list(reply["participants"]),
                           list(reply["sources"]), queue)
+
+    async def _reserve(self, placement: RoomPlacement) -> int:
+        """Choose the worker for one more participant (a new shard if need be) and count
+        the join as in flight there; the join itself runs outside the room's lock."""
+        async with placement.lock:
+            if placement.size >= self.settings.max_participants_per_room:
+                raise RoomFull(f"room {placement.room_id} already has "
+                               f"{self.settings.max_participants_per_room} participants")
+            index = self._choose(placement)
+            if index not in placement.shards:
+                try:
+                    await self._add_shard(placement, index)
+                except BaseException:
+                    await self._drop_shard(placement, index)  # pipes opened so far
+                    raise
+            placement.joining[index] = placement.joining.get(index, 0) + 1
+            return index
+
+    def _forget_if_empty(self, placement: RoomPlacement) -> None:
+        if (not placement.shards and not placement.waiting
+                and self._rooms.get(placement.room_id) is placement):
+            del self._rooms[placement.room_id]
 
     def _link_of(self, participant_id: str) -> tuple[str, WorkerLink]:
         where = self._where.get(participant_id)
@@ -415,10 +448,9 @@ class WorkerPool:
                 if other != index:
                     await self._quietly(other, "remote_leave", room=room_id,
                                         participant_id=participant_id)
-            if index in placement.shards and not placement.shards[index]:
+            if index in placement.shards and not placement.load(index):
                 await self._drop_shard(placement, index)
-            if not placement.shards:
-                self._rooms.pop(room_id, None)
+        self._forget_if_empty(placement)
 
     async def _drop_shard(self, placement: RoomPlacement, index: int) -> None:
         placement.shards.pop(index, None)
