@@ -585,7 +585,24 @@ class Session {
       const want = allowed ? "sendonly" : "inactive";
       if (!camera || !this.pub) return;
       if (camera.direction === want && camera.currentDirection === want) return;
-      camera.direction = want;
+      if (!allowed) {
+        if (camera.currentDirection === "sendonly") camera.hasSent = true;
+        camera.direction = "inactive";
+      } else if (camera.hasSent) {
+        // A simulcast m-line that has sent before cannot simply resume: the
+        // browser no longer tags its packets with their layer (RID), so the
+        // SFU could not tell the layers apart. A fresh m-line starts clean.
+        await camera.sender.replaceTrack(null);
+        camera.direction = "inactive";
+        const track = this.localStream?.getVideoTracks()[0];
+        if (track) {
+          this.cameraTransceiver = this.pub.addTransceiver(track, {
+            direction: "sendonly", streams: [this.localStream], sendEncodings: CAMERA_ENCODINGS,
+          });
+        }
+      } else {
+        camera.direction = "sendonly";
+      }
       await this.renegotiate();
     };
     this.presentQueue = (this.presentQueue ?? Promise.resolve())
@@ -602,15 +619,18 @@ class Session {
         || !active.every((value) => typeof value === "boolean")) return;
     const mid = typeof msg.mid === "string" ? msg.mid : this.ownSources.get(msg.source_id);
     if (mid == null) return;
-    const sender = this.pub.getTransceivers().find((tr) => tr.mid === mid)?.sender;
-    if (!sender) return;
+    const transceiver = this.pub.getTransceivers().find((tr) => tr.mid === mid);
+    // An m-line being switched off (lecture mode) needs no layers.
+    if (!transceiver || transceiver.direction !== "sendonly") return;
+    const sender = transceiver.sender;
     const params = sender.getParameters();
     if (!params.encodings || params.encodings.length !== active.length) return;
     const wanted = active.map((on, i) => on || i === 0);
     if (params.encodings.every((encoding, i) => encoding.active === wanted[i])) return;
     params.encodings.forEach((encoding, i) => { encoding.active = wanted[i]; });
-    const generation = this.generation;
-    sender.setParameters(params).catch((err) => this.fail("publish layers", err, generation));
+    // Harmless if refused (a renegotiation under way): the encoder simply
+    // keeps its layers until the next publish_layers.
+    sender.setParameters(params).catch((err) => console.warn("visio: publish layers", err));
   }
 
   noteOwnSources(sources) {
@@ -1285,6 +1305,9 @@ function wireRoomControls() {
   const dock = document.querySelector(".dock");
   new ResizeObserver(() => {
     document.documentElement.style.setProperty("--dock-height", `${dock.offsetHeight}px`);
+    // A status line that wraps makes the dock taller: the grid fits again.
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => session?.relayout(), 100);
   }).observe(dock);
   window.addEventListener("resize", () => {
     clearTimeout(resizeTimer);

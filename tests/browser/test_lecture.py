@@ -41,7 +41,7 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
         await pupil.page.get_by_role("status").filter(
             has_text="Mme Martin a activé le mode conférence").wait_for(timeout=TIMEOUT_MS)
         await pupil.page.locator("#lecture-label").wait_for()
-        assert await camera.is_disabled()
+        assert await camera.is_disabled(), "the pupil's camera button stays usable"
         assert "réservé à l'animateur et aux présentateurs" in (
             await camera.get_attribute("title") or "")
         await pupil.page.wait_for_function(f"() => !({CAMERA_SENT_JS})()", timeout=TIMEOUT_MS)
@@ -71,7 +71,8 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
             "() => window.visio.pcs.publish && window.visio.pcs.publish.getTransceivers()"
             ".some((t) => t.currentDirection === 'sendonly')", timeout=TIMEOUT_MS)
         assert not await late.page.evaluate(f"({CAMERA_SENT_JS})()")
-        assert await late.page.get_by_role("button", name="Caméra", exact=True).is_disabled()
+        assert await late.page.get_by_role("button", name="Caméra", exact=True).is_disabled(), (
+            "the late joiner's camera button is usable")
         await late.assert_no_error_status()
         await expect_class(tile_of(host, late), "withheld")
 
@@ -83,7 +84,12 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
         assert await camera.is_enabled()
         await expect_class(tile_of(host, pupil), "withheld", present=False)
         await host.wait_for_video_of(pupil)
-        assert await bytes_growth(host, pupil_id) > 0
+        # The new camera source is offered, answered and forwarded: up to 15 s.
+        for _ in range(15):
+            if await bytes_growth(host, pupil_id, 1.0) > 0:
+                break
+        else:
+            raise AssertionError("the presenter's video does not arrive")
         row = host.page.locator(".person", has_text="Léo")
         await row.get_by_text("Présentateur", exact=True).first.wait_for()
         await host.page.get_by_role("button",
