@@ -13,8 +13,11 @@ import struct
 from typing import Any
 
 import pylibsrtp
+import pytest
+import uvloop
 from aiortc.rtp import RtcpPacket, RtcpRrPacket
 
+from loadtest import receive_ceiling
 from loadtest.rtp_receive import (
     NACK_RETRIES,
     NACK_RETRY_TICKS,
@@ -189,3 +192,17 @@ def test_sender_reports_come_back_in_receiver_reports() -> None:
     assert block.fraction_lost == 256 // 5
     assert receiver.counter.receiver_report(0xCAFE) is not None  # a report every time asked
     assert Receiver().counter.receiver_report(1) is None  # nothing received: nothing to report
+
+
+def test_receive_ceiling_harness_absorbs_what_it_is_offered() -> None:
+    """The ceiling harness (loadtest.receive_ceiling) on real sockets, at a low rate."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the harness pins its sender and receiver to two cores")
+    affinity = os.sched_getaffinity(0)
+    try:
+        result = uvloop.run(receive_ceiling.receive(4, 2000.0, 2.0, 1.0))
+    finally:
+        os.sched_setaffinity(0, affinity)
+    assert result["absorbed_pps"] > 1000  # a loaded machine may slow the sender down
+    assert result["loss_pct"] < 1.0
+    assert 0 < result["client_cpu_us_per_received_packet"] < 1000
