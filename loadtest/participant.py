@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.rtp import RtcpPsfbPacket
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
 from loadtest.media_library import VIDEO_PRESETS, ReplayTrack, opus_clip, vp8_clip
 from loadtest.rtp_receive import (
@@ -59,6 +60,7 @@ TICK = 0.025  # s between two runs of the process's RTCP timer (NACKs)
 # RemoteEstimatorProxy (which adapts it between 50 and 250 ms to the bitrate).
 FEEDBACK_TICKS = 4
 REPORT_TICKS = 40  # receiver reports every second, as browsers send them for video
+DTLS_CONNECTED = DtlsState.CONNECTED
 MILESTONES = ("ws_open", "joined", "ice_connected", "first_rtp", "first_keyframe")
 
 
@@ -121,6 +123,12 @@ def _sdp_media(sdp: str) -> tuple[dict[int, tuple[str, int]], dict[int, str],
         elif TRANSPORT_CC_URI in line and line.startswith("a=extmap:"):
             twcc_id = int(re.split(r"[ /]", line[9:], maxsplit=1)[0])
     return codecs, ssrc_mid, mid_kind, twcc_id, rtx
+
+
+def _ignore_result(task: asyncio.Task[None]) -> None:
+    """RTCP sent while the transport closes fails: nothing to do about it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def without_transport_cc(sdp: str) -> str:
@@ -296,16 +304,6 @@ class LightParticipant:
         return ReceivedStream(ssrc, kind, mid, clock_rate, rtx=payload_type in self._rtx_pts,
                               vp8=name == "vp8")
 
-    def _receiver_for(self, mid: str | None) -> Any:
-        pc = self.subscribe_pc
-        if pc is None:
-            return None
-        transceivers = pc.getTransceivers()
-        for transceiver in transceivers:
-            if transceiver.mid == mid:
-                return transceiver.receiver
-        return transceivers[0].receiver if transceivers else None
-
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         """aiortc's path: called by the DTLS transport with each decrypted packet."""
         self._counter.count(data, len(data))
@@ -336,16 +334,17 @@ class LightParticipant:
                 direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
                 protocol.datagram_received = direct.datagram_received
 
-    async def _tick(self, number: int) -> None:
-        """The process's RTCP timer: NACKs, transport-cc feedback, receiver reports."""
-        counter = self._counter
+    def _tick(self, number: int) -> None:
+        """The process's RTCP timer: receiver reports, NACKs, transport-cc feedback."""
         dtls = self._dtls
-        if dtls is None or dtls.state != "connected":
+        if dtls is None or dtls._state is not DTLS_CONNECTED:
             return
-        if (number + self._phase) % REPORT_TICKS == 0:
+        counter = self._counter
+        phase = number + self._phase
+        if phase % REPORT_TICKS == 0:
             report = counter.receiver_report(self._rtcp_ssrc)
             if report is not None:
-                await dtls._send_rtp(report)
+                self._send_rtcp(dtls, report)
         if counter.nack_due:
             pending = False
             for stream in list(counter.streams.values()):
@@ -353,15 +352,26 @@ class LightParticipant:
                     continue
                 lost = stream.take_nack()
                 pending = pending or bool(stream.missing)
-                receiver = self._receiver_for(stream.mid)
-                if lost and receiver is not None:
+                if lost:
                     stream.nacks_sent += 1
-                    await receiver._send_rtcp_nack(stream.ssrc, sorted(lost))
+                    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc,
+                                           media_ssrc=stream.ssrc)
+                    nack.lost = sorted(lost)
+                    self._send_rtcp(dtls, bytes(nack))
             counter.nack_due = pending
-        if counter.twcc_id and (number + self._phase) % FEEDBACK_TICKS == 0:
+        if counter.twcc_id and phase % FEEDBACK_TICKS == 0:
             fci = counter.feedback.report()
             if fci is not None:
-                await dtls._send_rtp(build_feedback_packet(self._rtcp_ssrc, 0, fci))
+                self._send_rtcp(dtls, build_feedback_packet(self._rtcp_ssrc, 0, fci))
+
+    def _send_rtcp(self, dtls: Any, packet: bytes) -> None:
+        """SRTCP-protect and send now: through the socket this participant reads itself,
+        or (without one) aiortc's coroutine."""
+        if self._readers:
+            self._readers[0].sendto(dtls._tx_srtp.protect_rtcp(packet))
+        else:
+            task = asyncio.ensure_future(dtls._send_rtp(packet))
+            task.add_done_callback(_ignore_result)
 
     # ---------------------------------------------------------------- results
 

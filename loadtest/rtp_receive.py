@@ -31,7 +31,7 @@ import socket
 import struct
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pylibsrtp
@@ -446,10 +446,10 @@ class SocketReader(SrtpDemux):
 class RtcpTicker:
     """One timer per event loop for every participant's periodic RTCP.
 
-    A timer per participant costs a wake-up each (tens of µs with its task
-    step); hundreds of participants per process would spend more on waking
-    up than on their packets. Each registered ``tick`` coroutine is awaited
-    every ``interval`` seconds with the tick's number.
+    A timer per participant costs a wake-up and a task step each; hundreds
+    of participants per process would spend more on waking up than on their
+    packets. Each registered ``tick`` (synchronous: it only decides and
+    sends) is called every ``interval`` seconds with the tick's number.
     """
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RtcpTicker] = (
@@ -457,7 +457,7 @@ class RtcpTicker:
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self._clients: dict[int, Callable[[int], Awaitable[None]]] = {}
+        self._clients: dict[int, Callable[[int], None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.ticks = 0
         self.failures = 0
@@ -471,7 +471,7 @@ class RtcpTicker:
             ticker = cls._by_loop[loop] = cls(interval)
         return ticker
 
-    def add(self, key: int, tick: Callable[[int], Awaitable[None]]) -> None:
+    def add(self, key: int, tick: Callable[[int], None]) -> None:
         self._clients[key] = tick
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
@@ -485,8 +485,8 @@ class RtcpTicker:
             self.ticks += 1
             for tick in list(self._clients.values()):
                 try:
-                    await tick(self.ticks)
-                except ConnectionError:
+                    tick(self.ticks)
+                except (ConnectionError, OSError):
                     pass  # the participant is leaving; it removes itself
                 except Exception as exc:  # one participant's bug must not stop the others'
                     self.failures += 1

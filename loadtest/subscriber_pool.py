@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import sys
 import time
@@ -148,10 +149,17 @@ async def _serve(args: argparse.Namespace) -> None:
         for participant in participants:
             await participant.start()
         _reply({"started": True})
+        frozen = False
         while line := await reader.readline():
             command = json.loads(line).get("command")
             if command == "waiting":
-                _reply(_waiting(participants, args.audio))
+                reply = _waiting(participants, args.audio)
+                if not reply["waiting"] and not frozen:
+                    # Every peer connection now lives as long as the run: keep the cyclic
+                    # collector from walking them again and again.
+                    gc.freeze()
+                    frozen = True
+                _reply(reply)
             elif command == "sample":
                 _reply(_sample(participants))
             elif command == "stop":
