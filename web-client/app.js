@@ -915,7 +915,8 @@ class Session {
         action(t("askShort"), t("askUnmute", { name: state.name }),
           () => this.send({ type: "ask_unmute", participant_id: id }));
       }
-      if (state.role !== "host") {
+      // The right to present matters in lecture mode only: no clutter otherwise.
+      if (state.role !== "host" && this.lecture) {
         action(t(state.presenter ? "revokeShort" : "grantShort"),
           t(state.presenter ? "revokePresenter" : "grantPresenter", { name: state.name }),
           () => this.send({ type: "set_presenter", participant_id: id, presenter: !state.presenter }),

@@ -135,7 +135,7 @@ export const STRINGS = {
     left: "Vous avez quitté la salle.",
     serverError: "Erreur du serveur : {message}",
     errors: {
-      room_full: "La salle est complète.",
+      room_full: "La salle est complète : réessayez quand quelqu'un sera parti.",
       token_required: "Ce serveur n'accepte que les liens de réunion : ouvrez le lien reçu.",
       token_invalid: "Ce lien de réunion n'est pas valide.",
       token_expired: "Ce lien de réunion a expiré : la réunion est terminée.",
@@ -286,7 +286,7 @@ export const STRINGS = {
     left: "You left the room.",
     serverError: "Server error: {message}",
     errors: {
-      room_full: "The room is full.",
+      room_full: "The room is full: try again when someone has left.",
       token_required: "This server only accepts meeting links: open the link you received.",
       token_invalid: "This meeting link is not valid.",
       token_expired: "This meeting link has expired: the meeting is over.",
