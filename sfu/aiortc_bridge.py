@@ -587,6 +587,8 @@ class OutboundSlot:
         self.last_sent_at: float | None = None
         self.last_picture_id: int | None = None  # VP8 counters, continuous across sources
         self.last_tl0picidx: int | None = None
+        self.last_vp8: Any = None  # the last VP8 descriptor sent, not yet folded into the above
+        self.last_vp8_segment: Any = None  # and the consumer's offsets it was sent with
         sender = transceiver.sender
         original_handler = sender._handle_rtcp_packet
 

@@ -45,6 +45,10 @@ class _Segment:
     picture_id: int
     tl0picidx: int
 
+    @property
+    def renumbers_vp8(self) -> bool:
+        return bool(self.picture_id or self.tl0picidx)
+
 
 def _renumbered_vp8(packet: MediaPacket, vp8: Vp8Descriptor, segment: _Segment) -> bytes:
     """The payload (from the descriptor on) with picture id and TL0PICIDX continuing the
@@ -68,6 +72,20 @@ def _renumbered_vp8(packet: MediaPacket, vp8: Vp8Descriptor, segment: _Segment) 
     rewrite_counters(payload, start, vp8, picture_id, tl0)
     result = cache[key] = bytes(payload)
     return result
+
+
+def _settle_vp8_counters(slot: OutboundSlot) -> None:
+    """Turn the last VP8 packet sent on the slot into its picture id / TL0PICIDX as the
+    subscriber saw them (kept lazily: forward() only remembers the packet)."""
+    vp8 = slot.last_vp8
+    segment = slot.last_vp8_segment
+    if vp8 is None or not isinstance(segment, _Segment):
+        return
+    if vp8.picture_id is not None:
+        slot.last_picture_id = (vp8.picture_id + segment.picture_id) % (1 << vp8.picture_id_bits)
+    if vp8.tl0picidx is not None:
+        slot.last_tl0picidx = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
+    slot.last_vp8 = None
 
 
 class Consumer:
@@ -103,6 +121,10 @@ class Consumer:
         self._layout: HeaderLayout | None = None  # None: build each header the general way
         self._header = bytearray()  # the layout's template, patched in place per packet
         self._sequencer = bandwidth.sequencer
+        self._forwarding = False  # active and not paused: the one test forward() makes
+        self._renumber = False  # the current segment rewrites VP8 picture ids
+        self._abs_send_time_at = self._audio_level_at = self._transport_cc_at = 0
+        self._audio_level_element = 0
 
     def __repr__(self) -> str:
         return f"Consumer({self.producer.id} -> {self.subscriber_id})"
@@ -120,8 +142,15 @@ class Consumer:
             mid_id=mid_id, mid=self._mid_value, abs_send_time_id=abs_id,
             audio_level_id=level_id if self.producer.kind == "audio" else 0,
             transport_cc_id=self._transport_cc_id)
-        self._header = self._layout.new_buffer() if self._layout is not None else bytearray()
+        layout = self._layout
+        if layout is not None:
+            self._header = layout.new_buffer()
+            self._abs_send_time_at = layout.abs_send_time_at
+            self._audio_level_at = layout.audio_level_at
+            self._audio_level_element = layout.audio_level_element
+            self._transport_cc_at = layout.transport_cc_at
         self.active = True
+        self._forwarding = not self.paused
         self.request_keyframe()
 
     def set_target_layer(self, layer: int) -> None:
@@ -136,16 +165,22 @@ class Consumer:
     def pause(self) -> None:
         """Stop forwarding (tile hidden, or no bandwidth for even the lowest layer)."""
         self.paused = True
+        self._forwarding = False
 
     def resume(self) -> None:
         if self.paused:
             self.paused = False
+            self._forwarding = self.active
             self.current_layer = None  # restart cleanly on a keyframe
             self.request_keyframe()
 
     def forward(self, packet: MediaPacket) -> int:
-        """Send ``packet`` on if this subscriber should see it: the bytes sent, 0 if not."""
-        if not self.active or self.paused:
+        """Send ``packet`` on if this subscriber should see it: the bytes sent, 0 if not.
+
+        Runs once per packet per subscriber: attribute reads are kept few and
+        everything the layout allows is precomputed (activate, _resync).
+        """
+        if not self._forwarding:
             return 0
         header = packet.header
         layer = packet.layer
@@ -169,30 +204,30 @@ class Consumer:
         segment = self._segment
         timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
         vp8 = packet.vp8
-        payload: bytes | memoryview = packet.payload
-        if vp8 is not None and (segment.picture_id or segment.tl0picidx):
-            payload = _renumbered_vp8(packet, vp8, segment)
-        layout = self._layout
-        if layout is None:
+        if self._renumber and vp8 is not None:
+            payload: bytes | memoryview = _renumbered_vp8(packet, vp8, segment)
+        else:
+            payload = packet.payload
+        buffer = self._header
+        if self._layout is None:
             data = self._rewrite(packet, sequence, segment)
             sent = len(data) if data is not None and slot.send_rtp(data) else 0
         else:
-            buffer = self._header
             FIXED_HEADER.pack_into(buffer, 0, packet.first_byte, packet.marker_bit | media_pt,
                                    sequence, timestamp, slot.ssrc)
-            at = layout.abs_send_time_at
+            at = self._abs_send_time_at
             if at:
                 buffer[at:at + 3] = packet.abs_send_time
-            at = layout.audio_level_at
+            at = self._audio_level_at
             if at:
                 level = packet.audio_level
                 if level is None:
                     buffer[at] = buffer[at + 1] = 0  # RFC 8285 padding: no level this time
                 else:
-                    buffer[at] = layout.audio_level_element
+                    buffer[at] = self._audio_level_element
                     buffer[at + 1] = level[0]
             size = len(buffer) + len(payload)
-            at = layout.transport_cc_at
+            at = self._transport_cc_at
             if at:
                 # The ingest time stands for the send time: the few microseconds of
                 # fan-out before this copy are the same for every packet of the stream.
@@ -208,7 +243,8 @@ class Consumer:
         slot.last_timestamp = timestamp
         slot.last_sent_at = packet.arrival
         if vp8 is not None:
-            self._note_vp8_counters(vp8, segment)
+            slot.last_vp8 = vp8  # its counters are worked out at the next resync only
+            slot.last_vp8_segment = segment
         if sent:
             self.packets_sent += 1
             self.octets_sent += sent
@@ -225,6 +261,7 @@ class Consumer:
             elapsed = time.monotonic() - slot.last_sent_at
             base += max(1, int(elapsed * self._clock_rate))
         timestamp_offset = (base - header.timestamp) & 0xFFFFFFFF
+        _settle_vp8_counters(slot)
         picture_id_offset = tl0_offset = 0
         vp8 = packet.vp8
         if vp8 is not None and vp8.picture_id is not None and slot.last_picture_id is not None:
@@ -233,6 +270,7 @@ class Consumer:
         if vp8 is not None and vp8.tl0picidx is not None and slot.last_tl0picidx is not None:
             tl0_offset = (slot.last_tl0picidx + 1 - vp8.tl0picidx) & 0xFF
         self._segment = _Segment(timestamp_offset, picture_id_offset, tl0_offset)
+        self._renumber = self._segment.renumbers_vp8
         report = self.producer.layers[packet.layer].sender_reports.get(header.ssrc)
         if report is not None:
             self.on_sender_report(header.ssrc, report)
@@ -279,14 +317,6 @@ class Consumer:
             ssrc=ssrc if ssrc is not None else self.slot.ssrc,
             extension_block=pack_extensions(extensions),
         ) + sequence.to_bytes(2, "big") + payload[:header.payload_size]
-
-    def _note_vp8_counters(self, vp8: Vp8Descriptor, segment: _Segment) -> None:
-        slot = self.slot
-        if vp8.picture_id is not None:
-            slot.last_picture_id = (vp8.picture_id + segment.picture_id) % (
-                1 << vp8.picture_id_bits)
-        if vp8.tl0picidx is not None:
-            slot.last_tl0picidx = (vp8.tl0picidx + segment.tl0picidx) & 0xFF
 
     def retransmit(self, lost: list[int]) -> None:
         """Answer a subscriber's NACK from the producer's cache, as RTX when negotiated."""
@@ -352,4 +382,5 @@ class Consumer:
     def close(self) -> None:
         self.closed = True
         self.active = False
+        self._forwarding = False
         self.producer.remove_consumer(self)

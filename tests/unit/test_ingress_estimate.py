@@ -69,14 +69,14 @@ def _play(ingress: PublisherIngress, start_s: int, seconds: int,
             seq += 1
 
 
-def test_a_clear_uplink_is_estimated_near_what_the_publisher_sends() -> None:
+async def test_a_clear_uplink_is_estimated_near_what_the_publisher_sends() -> None:
     ingress = _ingress()
     _play(ingress, 0, 20, queue_growth_ms_per_frame=0.0)
     sent_bps = FPS * PACKETS_PER_FRAME * PAYLOAD * 8
     assert sent_bps * 0.8 <= ingress._estimates["1"] <= sent_bps * 4
 
 
-def test_a_growing_queue_brings_the_estimate_below_what_is_sent() -> None:
+async def test_a_growing_queue_brings_the_estimate_below_what_is_sent() -> None:
     ingress = _ingress()
     _play(ingress, 0, 10, queue_growth_ms_per_frame=0.0)
     clear = ingress._estimates["1"]
