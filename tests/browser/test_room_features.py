@@ -113,6 +113,9 @@ async def test_state_chat_and_host_controls(browser: Any, visio_server: ServerPr
 async def test_english_labels(browser: Any, visio_server: ServerProcess) -> None:
     context = await browser.new_context(viewport=LANDSCAPE_TABLET)
     page = await context.new_page()
+    log: list[str] = []
+    page.on("console", lambda msg: log.append(f"{msg.type}: {msg.text}"))
+    page.on("pageerror", lambda err: log.append(f"pageerror: {err}"))
     await page.goto(f"{visio_server.base_url.rstrip('/')}/?lang=en&room=english")
     await page.get_by_label("Room name").wait_for()
     await page.get_by_label("Camera", exact=True).wait_for()
@@ -122,4 +125,6 @@ async def test_english_labels(browser: Any, visio_server: ServerProcess) -> None
     await page.get_by_role("button", name="Join").click()
     await page.get_by_role("button", name="Mic", exact=True).wait_for()
     await page.get_by_role("button", name="Raise hand").wait_for()
+    errors = [line for line in log if line.startswith(("error:", "pageerror:"))]
+    assert not errors, errors
     await context.close()

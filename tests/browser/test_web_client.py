@@ -111,6 +111,12 @@ class Room:
         await page.get_by_role("button", name="Quitter").wait_for()
         return person
 
+    def assert_no_console_errors(self) -> None:
+        """Fails on any error the pages logged or threw (must-show 4 of issue 5)."""
+        errors = [f"{p.name}: {line}" for p in self.people for line in p.log
+                  if line.startswith(("error:", "pageerror:"))]
+        assert not errors, errors
+
     async def report_failure(self, exc: BaseException, prefix: str) -> AssertionError:
         for i, person in enumerate(self.people):
             path = self.artifacts_dir / f"{prefix}-failure-{i}.png"
@@ -154,6 +160,7 @@ async def test_two_pages_exchange_video(room: Room) -> None:
         await teacher.page.locator("figure[data-participant-id]").wait_for(
             state="detached", timeout=10_000
         )
+        room.assert_no_console_errors()
     except Exception as exc:
         raise await room.report_failure(exc, "web-client-pair") from exc
 
@@ -179,5 +186,6 @@ async def test_newcomer_after_departure(room: Room) -> None:
         assert await teacher.frames_decoded() > before
         await teacher.assert_no_error_status()
         await teacher.page.screenshot(path=str(room.artifacts_dir / "web-client-newcomer.png"))
+        room.assert_no_console_errors()
     except Exception as exc:
         raise await room.report_failure(exc, "web-client-newcomer") from exc
