@@ -445,11 +445,12 @@ class Session {
     console.warn("visio: server error", msg);
     if (msg.code === "stale_revision") return; // a newer offer is on its way
     if (!this.joined && msg.id != null && msg.id === this.joinRequestId) {
-      // Refused at the door (full, locked, expired link): back to the
-      // pre-join screen with its preview, the reason in plain words.
-      this.end(errorText(msg), "error", true);
-      // A link that can never work again: no point in trying it again.
-      if (DEAD_LINK_ERRORS.has(msg.code)) ui.join.disabled = true;
+      // Refused at the door (full, locked): back to the pre-join screen with
+      // its preview, the reason in plain words. A link that can never work
+      // again (expired, cancelled): only the reason, camera off.
+      const dead = DEAD_LINK_ERRORS.has(msg.code);
+      this.end(errorText(msg), "error", !dead);
+      ui.form.classList.toggle("link-dead", dead);
       return;
     }
     setStatus(errorText(msg), "error");

@@ -132,8 +132,9 @@ async def test_expired_link_and_full_room(browser: Any, tmp_path: Path,
         await late.page.get_by_role("button", name="Rejoindre").click()
         alert = late.page.get_by_role("alert")
         await alert.filter(has_text="Ce lien de réunion a expiré").wait_for(timeout=TIMEOUT_MS)
-        # Refused at the door: the preview is back, ready for another try.
-        await late.page.wait_for_function(PREVIEW_PLAYING_JS, timeout=TIMEOUT_MS)
+        # A dead link: only the reason stays, no form to try again, the camera is off.
+        assert await late.page.get_by_role("button", name="Rejoindre").is_hidden()
+        assert await late.page.evaluate("window.visio.preview()") is None
         await late.page.screenshot(path=str(artifacts / "prejoin-link-expired-1024.png"))
 
         first = await open_prejoin(browser, f"{server.base_url}/?room={room}",
@@ -149,7 +150,9 @@ async def test_expired_link_and_full_room(browser: Any, tmp_path: Path,
                     timeout=TIMEOUT_MS)
         alert = second.page.get_by_role("alert")
         await alert.filter(has_text="La salle est complète").wait_for(timeout=TIMEOUT_MS)
+        # Refused at the door: the preview is back, ready for another try.
         await second.page.wait_for_function(PREVIEW_PLAYING_JS, timeout=TIMEOUT_MS)
+        assert await second.page.get_by_role("button", name="Rejoindre").is_enabled()
         await second.page.screenshot(path=str(artifacts / "prejoin-room-full-810.png"))
         errors = console_errors(people)
         assert not errors, errors
