@@ -110,7 +110,8 @@ async def test_state_chat_and_host_controls(browser: Any, visio_server: ServerPr
         raise await room.report_failure(exc, "room-features") from exc
 
 
-async def test_english_labels(browser: Any, visio_server: ServerProcess) -> None:
+async def test_english_labels(browser: Any, visio_server: ServerProcess,
+                              artifacts: Path) -> None:
     context = await browser.new_context(viewport=LANDSCAPE_TABLET)
     page = await context.new_page()
     log: list[str] = []
@@ -122,6 +123,8 @@ async def test_english_labels(browser: Any, visio_server: ServerProcess) -> None
     await page.get_by_label("Microphone", exact=True).wait_for()
     assert await page.get_by_role("meter", name="Microphone level").count() == 1
     await page.get_by_label("Your name").fill("Ann")
+    await page.wait_for_function("() => document.getElementById('preview').videoWidth > 0")
+    await page.screenshot(path=str(artifacts / "prejoin-en-1024.png"))
     await page.get_by_role("button", name="Join").click()
     await page.get_by_role("button", name="Mic", exact=True).wait_for()
     await page.get_by_role("button", name="Raise hand").wait_for()
