@@ -205,6 +205,11 @@ class ForwardResult:
     other_load_on_sfu_core_percent: float = 0.0  # busy time of the SFU's core not the SFU's
     counters_delta: dict[str, int] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
+    # The same run taken apart (``Decomposition``): what one more forwarded packet, one more
+    # ingested packet and the connections alone cost, from two extra short windows.
+    sfu_marginal_us_per_forwarded_packet: float = math.nan
+    sfu_marginal_us_per_ingested_packet: float = math.nan
+    sfu_idle_cpu_pct: float = math.nan
 
     @property
     def packets_forwarded(self) -> int:
@@ -550,10 +555,73 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
             rss = sum(resident_mb(member) for member in process_tree(pid))
             target_end = sum(p.target_bitrate() for p in publishers)
             env = environment(options, pid)
+            parts = await _decompose(http, server.base_url, pid, publishers, pool,
+                                     snapshots[0], snapshots[-1])
         finally:
             await asyncio.gather(pool.close(), *(p.close() for p in publishers),
                                  return_exceptions=True)
-    return _result(options, snapshots, rss, env, (warmup, settled, target_start, target_end))
+    result = _result(options, snapshots, rss, env, (warmup, settled, target_start, target_end))
+    result.sfu_marginal_us_per_forwarded_packet = parts.forwarded_us
+    result.sfu_marginal_us_per_ingested_packet = parts.ingested_us
+    result.sfu_idle_cpu_pct = parts.idle_pct
+    return result
+
+
+PHASE_SETTLE = 1.5  # s for the SFU to act on a change before a decomposition window opens
+PHASE_WINDOW = 3.0  # s of each decomposition window
+
+
+@dataclass
+class Decomposition:
+    """The window's CPU split into forwarding, ingest and the connections' idle cost.
+
+    After the main window, the subscribers hide every video (the SFU pauses
+    their consumers: packets are still ingested, none forwarded), then the
+    publishers leave (nothing is ingested; the subscribers' connections stay).
+    CPU rates in the three windows give, per packet, the cost of one more
+    forwarded packet, of one more ingested one, and the idle rest.
+    """
+
+    forwarded_us: float
+    ingested_us: float
+    idle_pct: float
+
+
+def _cpu_rate(start: _Snapshot, end: _Snapshot) -> float:
+    return (end.sfu_runtime - start.sfu_runtime) / (end.at - start.at)
+
+
+def _rate(start: _Snapshot, end: _Snapshot, counter: str) -> float:
+    return (end.counters[counter] - start.counters[counter]) / (end.at - start.at)
+
+
+async def _phase(http: aiohttp.ClientSession, base_url: str, pid: int,
+                 publishers: list[BenchPublisher], pool: SubscriberPool
+                 ) -> tuple[_Snapshot, _Snapshot]:
+    await asyncio.sleep(PHASE_SETTLE)
+    first = await _snapshot(http, base_url, pid, publishers, pool)
+    await asyncio.sleep(PHASE_WINDOW)
+    return first, await _snapshot(http, base_url, pid, publishers, pool)
+
+
+async def _decompose(http: aiohttp.ClientSession, base_url: str, pid: int,
+                     publishers: list[BenchPublisher], pool: SubscriberPool,
+                     start: _Snapshot, end: _Snapshot) -> Decomposition:
+    async with http.get(base_url + "/api/stats") as response:
+        sources = [source_id for source_id, source in (await response.json())["sources"].items()
+                   if source.get("kind") == "video"]
+    await pool.hide(sources)
+    paused = await _phase(http, base_url, pid, publishers, pool)
+    await asyncio.gather(*(p.close() for p in publishers), return_exceptions=True)
+    idle = await _phase(http, base_url, pid, [], pool)
+    full_cpu, paused_cpu, idle_cpu = _cpu_rate(start, end), _cpu_rate(*paused), _cpu_rate(*idle)
+    forwarded = _rate(start, end, "rtp_packets_out") - _rate(*paused, "rtp_packets_out")
+    ingested = _rate(*paused, "rtp_packets_in")
+    return Decomposition(
+        forwarded_us=(full_cpu - paused_cpu) * 1e6 / forwarded if forwarded > 0 else math.nan,
+        ingested_us=(paused_cpu - idle_cpu) * 1e6 / ingested if ingested > 0 else math.nan,
+        idle_pct=100 * idle_cpu,
+    )
 
 
 def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
@@ -697,6 +765,9 @@ def format_report(result: ForwardResult) -> str:
         ("* forwarded / ingested packets/s", f"{result.forwarded_pps:.0f} / "
                                              f"{result.ingested_pps:.0f}"),
         ("* SFU CPU", f"{result.sfu_cpu_pct:.1f} % of one core"),
+        ("taken apart (2 more windows)", f"{result.sfu_marginal_us_per_forwarded_packet:.1f} µs "
+         f"per more forwarded packet, {result.sfu_marginal_us_per_ingested_packet:.1f} µs per "
+         f"more ingested packet, {result.sfu_idle_cpu_pct:.1f} % of a core idle"),
         ("loss", f"{result.loss_pct:.2f} % at the subscribers (sequence gaps), "
                  f"{result.ingress_loss_pct:.2f} % publishers -> SFU"),
         ("* light client CPU", f"{result.client_cpu_us_per_received_packet:.1f} µs / received "

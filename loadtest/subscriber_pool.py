@@ -78,11 +78,11 @@ class SubscriberPool:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    async def _request(self, command: str) -> dict[str, Any]:
+    async def _request(self, command: str, **arguments: Any) -> dict[str, Any]:
         process = self._process
         if process is None or process.stdin is None:
             raise RuntimeError("subscriber pool not started")
-        process.stdin.write(json.dumps({"command": command}).encode() + b"\n")
+        process.stdin.write(json.dumps({"command": command, **arguments}).encode() + b"\n")
         await process.stdin.drain()
         return await self._read()
 
@@ -90,6 +90,10 @@ class SubscriberPool:
         """How many subscribers lack media (video, and audio if published), and errors."""
         reply = await self._request("waiting")
         return int(reply["waiting"]), list(reply["errors"])
+
+    async def hide(self, sources: list[str]) -> None:
+        """Every subscriber tells the SFU these videos are off-screen (it pauses them)."""
+        await self._request("hide", sources=sources)
 
     async def sample(self) -> PoolSample:
         at = time.monotonic()
@@ -162,6 +166,12 @@ async def _serve(args: argparse.Namespace) -> None:
                 _reply(reply)
             elif command == "sample":
                 _reply(_sample(participants))
+            elif command == "hide":
+                hidden = {str(source): {"visible": False} for source in json.loads(line)["sources"]}
+                for participant in participants:
+                    await participant.signaling.send({"type": "set_constraints",
+                                                      "sources": hidden})
+                _reply({"hidden": len(hidden)})
             elif command == "stop":
                 break
             else:
