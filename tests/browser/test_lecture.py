@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,13 @@ import pytest
 
 from tests.browser.test_room_features import PORTRAIT_810, console_errors, expect_class, tile_of
 from tests.browser.test_views import bytes_growth, participant_id
-from tests.browser.test_web_client import LANDSCAPE_TABLET, Room
+from tests.browser.test_web_client import LANDSCAPE_TABLET, Participant, Room
 from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 15_000
+SETTLE_S = 1.5  # a constraint reaches the SFU; packets in flight land
 CAMERA_SENT_JS = """
 () => {
   const pc = window.visio.pcs.publish;
@@ -104,3 +106,52 @@ async def test_lecture_mode_and_presenter_right(browser: Any, visio_server: Serv
         assert not errors, errors
     except Exception as exc:
         raise await room.report_failure(exc, "lecture") from exc
+
+
+async def test_server_hides_a_publisher_that_ignores_lecture_mode(
+        browser: Any, visio_server: ServerProcess, artifacts: Path) -> None:
+    """The pupil's page never hears of lecture mode (its socket is filtered), so it
+    keeps sending its camera: the server alone must stop that video reaching others."""
+    room = Room(browser, visio_server.base_url, artifacts)
+    try:
+        host = await room.join("Mme Martin", LANDSCAPE_TABLET)
+        context = await browser.new_context(viewport=PORTRAIT_810, locale="fr-FR")
+        page = await context.new_page()
+
+        def deaf_to_lecture(ws: Any) -> None:
+            server = ws.connect_to_server()
+            ws.on_message(server.send)
+
+            def to_page(message: str | bytes) -> None:
+                if isinstance(message, str) and json.loads(message).get("type") == "lecture":
+                    return
+                ws.send(message)
+            server.on_message(to_page)
+
+        await page.route_web_socket("**/ws", deaf_to_lecture)
+        pupil = Participant("Léo", page)
+        room.people.append(pupil)
+        await page.goto(f"{room.base_url}/?room={room.name}")
+        await page.get_by_label("Votre nom").fill(pupil.name)
+        await page.get_by_role("button", name="Rejoindre").click()
+        await host.wait_for_video_of(pupil)
+        pupil_id = await participant_id(host, pupil)
+        assert await bytes_growth(host, pupil_id) > 0
+
+        await host.page.locator("#open-people").click()
+        await host.page.get_by_role("button", name="Mode conférence").click()
+        await host.page.locator("#lecture-label").wait_for(timeout=TIMEOUT_MS)
+        await asyncio.sleep(SETTLE_S)
+        assert await pupil.page.evaluate(f"({CAMERA_SENT_JS})()"), "the pupil should not know"
+        assert await bytes_growth(host, pupil_id) == 0, "the server let a non-presenter through"
+
+        await host.page.get_by_role("button", name="Autoriser Léo à présenter").click()
+        for _ in range(15):
+            if await bytes_growth(host, pupil_id, 1.0) > 0:
+                break
+        else:
+            raise AssertionError("the presenter's video does not come back")
+        errors = console_errors(room.people)
+        assert not errors, errors
+    except Exception as exc:
+        raise await room.report_failure(exc, "lecture-server") from exc
