@@ -10,7 +10,6 @@ import pytest
 from sfu.errors import RoomFull, SfuError
 from sfu.ipc import HEADER, IpcError, encode, error_reply, raise_error, read_message
 
-
 WRITERS: list[asyncio.StreamWriter] = []  # a collected writer would close the stream
 
 
