@@ -156,15 +156,6 @@ class WorkerPool:
         self._supervisors = [asyncio.ensure_future(self._supervise(i))
                              for i in range(self.settings.workers)]
 
-    async def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        """Until every worker said hello (tests, benchmarks); joins only need one."""
-        deadline = time.monotonic() + timeout
-        while not (len(self.links) == self.settings.workers
-                   and all(link.ready.is_set() for link in self.links.values())):
-            if time.monotonic() > deadline:
-                raise WorkerUnavailable("SFU workers did not start in time")
-            await asyncio.sleep(0.05)
-
     async def _spawn(self, index: int) -> WorkerLink:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         config = {"ice_bind": self.settings.ice.bind_address,
@@ -293,7 +284,7 @@ class WorkerPool:
     # ----------------------------------------------------------------- placement
 
     def _score(self, link: WorkerLink) -> tuple[float, int, float]:
-        participants = sum(len(p.shards.get(link.index, ())) for p in self._rooms.values())
+        participants = sum(p.load(link.index) for p in self._rooms.values())
         return (round(link.load.cpu, 1), participants, link.load.forwarded_pps)
 
     def _choose(self, placement: RoomPlacement) -> int:
@@ -318,6 +309,8 @@ class WorkerPool:
         new = self.links[index]
         for other in list(placement.shards):
             peer = self.links[other]
+            if not peer.alive:
+                continue  # its worker just died: _worker_failed removes that shard
             port_new = await new.request("pipe_open", {"room": room_id, "peer": other})
             port_old = await peer.request("pipe_open", {"room": room_id, "peer": index})
             await new.request("pipe_connect", {"room": room_id, "peer": other, "port": port_old})
