@@ -126,8 +126,12 @@ export class Preview {
     const { notice, retry } = this.els;
     const { audio, video } = this.problems;
     const lines = [];
-    if (video && video !== "off") lines.push(this.t(`media.cam_${video}`));
-    if (audio && audio !== "off") lines.push(this.t(`media.mic_${audio}`));
+    if (video && video !== "off" && video === audio) {
+      lines.push(this.t(`media.both_${video}`)); // one reason for both: one sentence
+    } else {
+      if (video && video !== "off") lines.push(this.t(`media.cam_${video}`));
+      if (audio && audio !== "off") lines.push(this.t(`media.mic_${audio}`));
+    }
     const hasAudio = Boolean(this.stream?.getAudioTracks().length);
     const hasVideo = Boolean(this.stream?.getVideoTracks().length);
     if (lines.length) {
@@ -170,6 +174,7 @@ export class Preview {
     this.levelTimer = null;
     this.els.level.value = 0;
     const track = this.stream?.getAudioTracks()[0];
+    this.els.level.parentElement.hidden = !track; // no microphone, no meter
     if (!track || !window.AudioContext) return;
     this.audioContext ??= new AudioContext();
     this.source?.disconnect();

@@ -106,7 +106,21 @@ async def test_camera_refused_joins_with_microphone_only(
     await page.get_by_role("button", name="Quitter").wait_for(timeout=TIMEOUT_MS)
     assert await page.get_by_role("button", name="Caméra", exact=True).is_disabled()
     assert await page.get_by_role("button", name="Micro", exact=True).is_enabled()
-    errors = console_errors([me])
+
+    # Nothing allowed at all: still a way in, to watch, listen and chat.
+    watcher = await open_prejoin(prompting_browser, f"{visio_server.base_url}/?room={room}",
+                                 LANDSCAPE_TABLET, "Inès")
+    notice = watcher.page.locator("#media-notice")
+    await notice.filter(has_text="sans caméra ni micro").wait_for(timeout=TIMEOUT_MS)
+    assert "pas l'autorisation d'utiliser la caméra ni le micro" in await notice.inner_text()
+    await watcher.page.get_by_label("Votre nom").fill(watcher.name)
+    await watcher.page.screenshot(path=str(artifacts / "prejoin-no-devices-1024.png"))
+    await watcher.page.get_by_role("button", name="Rejoindre").click()
+    await watcher.page.get_by_role("button", name="Quitter").wait_for(timeout=TIMEOUT_MS)
+    assert await watcher.page.get_by_role("button", name="Micro", exact=True).is_disabled()
+    await watcher.page.locator("figure[data-participant-id]", has_text="Léo").wait_for(
+        timeout=TIMEOUT_MS)
+    errors = console_errors([me, watcher])
     assert not errors, errors
 
 
