@@ -6,7 +6,8 @@ coroutine awaits it, pylibsrtp allocates per call, ``RtpPacket.parse`` builds
 objects). A load-test subscriber only needs counts, so after the handshake
 the participant reads its ICE socket itself (``SocketReader``):
 
-* ``recv_into`` one reused buffer until the kernel has nothing more; libsrtp's
+* ``recv_into`` one reused buffer (one epoll set for every participant's
+  socket, ``ReceivePoller``); libsrtp's
   ``srtp_unprotect`` is called on that buffer straight through pylibsrtp's
   cffi binding (authenticated and decrypted in place, as a browser would;
   no object per packet);
@@ -27,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import socket
 import struct
 import time
@@ -386,11 +388,11 @@ class SocketReader(SrtpDemux):
 
     uvloop builds a ``bytes`` and an address tuple for every datagram and
     calls the protocol with them; here a duplicate of the socket's file
-    descriptor is read by this object straight into the SRTP buffer until
-    the kernel has nothing more, and uvloop's transport is closed (the socket
-    lives on through the duplicate). aioice keeps its protocol object: it
-    sends through this object (``sendto``) and gets STUN and DTLS datagrams
-    from it, with the selected pair's remote address.
+    descriptor is read by this object straight into the SRTP buffer, and
+    uvloop's transport is closed (the socket lives on through the duplicate).
+    aioice keeps its protocol object: it sends through this object
+    (``sendto``) and gets STUN and DTLS datagrams from it, with the selected
+    pair's remote address. The process's ``ReceivePoller`` says when to read.
     """
 
     def __init__(self, protocol: Any, remote_addr: tuple[str, int],
@@ -407,19 +409,16 @@ class SocketReader(SrtpDemux):
         uvloop_transport.set_protocol(asyncio.DatagramProtocol())  # its close is not aioice's
         protocol.transport = self
         uvloop_transport.close()
-        self._loop.add_reader(self._socket.fileno(), self._readable)
+        self._poller = ReceivePoller.for_loop()
+        self._poller.add(self._socket.fileno(), self.read_one)
 
-    def _readable(self) -> None:
-        recv_into, buffer, handle = self._socket.recv_into, self.buffer, self.handle
-        addr = self._remote_addr
-        while True:
-            try:
-                size = recv_into(buffer)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # an ICMP error reported on the socket: nothing to read
-                return
-            handle(size, addr)
+    def read_one(self) -> None:
+        """One datagram (the poller calls again while the socket stays readable)."""
+        try:
+            size = self._socket.recv_into(self.buffer)
+        except OSError:  # EAGAIN (raced), or an ICMP error reported on the socket
+            return
+        self.handle(size, self._remote_addr)
 
     # --- the part of asyncio.DatagramTransport aioice uses
     def sendto(self, data: bytes, addr: Any = None) -> None:
@@ -438,9 +437,65 @@ class SocketReader(SrtpDemux):
         if self._closed:
             return
         self._closed = True
-        self._loop.remove_reader(self._socket.fileno())
+        self._poller.remove(self._socket.fileno())
         self._socket.close()
         self._loop.call_soon(self._protocol.connection_lost, None)
+
+
+class ReceivePoller:
+    """Every taken-over socket of one event loop behind a single epoll set.
+
+    uvloop wakes up for the epoll set's descriptor; one callback then asks the
+    set which sockets are readable and reads one datagram from each, again
+    until none is (level-triggered: a socket with more waiting stays ready).
+    With hundreds of participants a wake-up finds many sockets with one or
+    two datagrams each; one uvloop callback per socket and a failed
+    ``recv`` per socket to learn it is empty would cost more than the packet.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReceivePoller] = (
+        weakref.WeakKeyDictionary())
+    MAX_ROUNDS = 64  # then back to the event loop, so timers and signaling run
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._readers: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    @classmethod
+    def for_loop(cls) -> ReceivePoller:
+        loop = asyncio.get_running_loop()
+        poller = cls._by_loop.get(loop)
+        if poller is None:
+            poller = cls._by_loop[loop] = cls(loop)
+        return poller
+
+    def add(self, fileno: int, read_one: Callable[[], None]) -> None:
+        self._readers[fileno] = read_one
+        self._epoll.register(fileno, select.EPOLLIN)
+
+    def remove(self, fileno: int) -> None:
+        if self._readers.pop(fileno, None) is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fileno)
+        if not self._readers:  # the last one: the next reader of this loop starts afresh
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            if self._by_loop.get(self._loop) is self:
+                del self._by_loop[self._loop]
+
+    def _ready(self) -> None:
+        poll, readers = self._epoll.poll, self._readers
+        for _ in range(self.MAX_ROUNDS):
+            events = poll(0)
+            if not events:
+                return
+            for fileno, _mask in events:
+                read_one = readers.get(fileno)
+                if read_one is not None:
+                    read_one()
 
 
 class RtcpTicker:
