@@ -25,6 +25,7 @@ from signaling.security import install_security_headers
 from signaling.session import SignalingSession
 from signaling.settings import Settings
 from signaling.turn import with_turn_credentials
+from signaling.worker_admin import install_worker_admin
 from signaling.workers import PoolSettings, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def _media_plane(app: web.Application, settings: Settings) -> SfuApi:
         await pool.start()
 
     app.on_startup.append(start)
+    install_worker_admin(app, pool)  # POST/DELETE /api/workers/{n}/drain, from loopback
     return pool
 
 

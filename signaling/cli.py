@@ -14,6 +14,7 @@ from pathlib import Path
 import uvloop
 from aiohttp import web
 
+from signaling import worker_admin
 from signaling.app import create_app
 from signaling.booking import admin_cli
 from signaling.booking.secret_key import resolve_secret_key
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster = commands.add_parser("cluster", help="several nodes: list them, drain one, "
                                                   "tell a room (docs/deployment.md)")
     cluster_cli.configure_parser(cluster)
+    workers = commands.add_parser("workers", help="this node's SFU workers: list, drain one "
+                                                  "(docs/ipc.md)")
+    worker_admin.configure_parser(workers)
     bench = commands.add_parser("bench", add_help=False,
                                 help="measure the SFU (see docs/benchmarks.md)")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -75,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         return admin_cli.main(args)
     elif args.command == "cluster":
         return cluster_cli.main(args)
+    elif args.command == "workers":
+        return worker_admin.main(args)
     elif args.command == "bench":
         # Imported only here: the server never loads the load-generation code.
         from loadtest import bench as bench_module

@@ -216,6 +216,7 @@ WORKER_GAUGES = (
     ("visio_worker_rooms", "rooms (or room shards) served by the worker", "rooms"),
     ("visio_worker_participants", "participants served by the worker", "participants"),
     ("visio_worker_pipes", "pipes to other workers (rooms spanning workers)", "pipes"),
+    ("visio_worker_draining", "1 while the worker takes no new participants", "draining"),
 )
 
 

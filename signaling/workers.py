@@ -149,6 +149,7 @@ class WorkerPool:
         self._supervisors: list[asyncio.Task[None]] = []
         self._all_started = asyncio.Event()
         self._closing = False
+        self.draining: set[int] = set()  # workers that take no new participants
 
     # ----------------------------------------------------------------- processes
 
@@ -291,6 +292,8 @@ class WorkerPool:
         ready = [link for link in self.links.values() if link.alive and link.ready.is_set()]
         if not ready:
             raise WorkerUnavailable("no SFU worker is running; try again")
+        # A draining worker takes nobody new, unless every worker drains.
+        ready = [link for link in ready if link.index not in self.draining] or ready
         cap = self.settings.room_participants_per_worker
         live = {link.index for link in ready}
         shards = [i for i in placement.shards if i in live]
@@ -451,6 +454,30 @@ class WorkerPool:
             await self._quietly(other, "pipe_close", room=placement.room_id, peer=index)
             await self._quietly(index, "pipe_close", room=placement.room_id, peer=other)
 
+    # ----------------------------------------------------------------- operations
+
+    def drain(self, index: int, *, migrate: bool = False) -> int:
+        """Place nobody new on a worker; with ``migrate`` its participants are told to rejoin
+        (``left``, reason ``worker_drained``) and land on the other workers. Returns how
+        many were told."""
+        if index not in self.links:
+            raise ValueError(f"no SFU worker {index}")
+        self.draining.add(index)
+        if not migrate:
+            return 0
+        told = 0
+        for participant_id, (_, where) in list(self._where.items()):
+            queue = self._queues.get(participant_id)
+            if where == index and queue is not None:
+                queue.put_nowait({"type": "left", "reason": "worker_drained"})
+                told += 1
+        logger.info("SFU worker %d drains; %d participants move to the other workers",
+                    index, told)
+        return told
+
+    def undrain(self, index: int) -> None:
+        self.draining.discard(index)
+
     def room_size(self, room_id: str) -> int:
         placement = self._rooms.get(room_id)
         return placement.size if placement is not None else 0
@@ -519,6 +546,7 @@ class WorkerPool:
             workers.append({
                 "index": index, "pid": link.process.pid if link else None,
                 "alive": bool(link and link.alive and link.ready.is_set()),
+                "draining": index in self.draining,
                 "restarts": self.restarts.get(index, 0),
                 "load": asdict(link.load) if link else asdict(WorkerLoad()),
                 "rooms": int(stats.get("rooms", 0)), "participants": int(stats.get(

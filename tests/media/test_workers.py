@@ -4,8 +4,11 @@ surviving a killed worker. Real aiortc peers over UDP on 127.0.0.1, frames decod
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -175,6 +178,38 @@ async def test_concurrent_joins_and_leaves_keep_the_shards_consistent(
                                      for w in workers(two_workers)), 10, "empty workers")
         assert two_workers.stats()["rooms"] == 0
         assert "Traceback" not in two_workers.log()
+    finally:
+        for peer in peers:
+            await peer.close()
+
+
+async def test_drained_worker_moves_its_participants_to_the_other(
+        two_workers: ServerProcess) -> None:
+    """``visio workers drain 0 --migrate``: worker 0's participant is told to rejoin, lands
+    on worker 1 (worker 0 takes nobody new), and decodes the other participant again."""
+    peers = [TestPeer(two_workers.base_url, "moving", name, size=size)
+             for name, size in (("alice", (320, 240)), ("bob", (256, 192)))]
+    try:
+        for peer in peers:
+            await peer.join()
+        for peer in peers:
+            await peer.publish()
+        a, b = peers
+        await a.wait_for(lambda: frames_from(a, b) > 5, 20, "video from bob")
+        assert [w["participants"] for w in workers(two_workers)] == [1, 1]
+        drained = subprocess.run(
+            [sys.executable, "-m", "signaling", "workers", "--url", two_workers.base_url,
+             "drain", "0", "--migrate"], capture_output=True, text=True, timeout=30, check=True)
+        assert json.loads(drained.stdout) == {"worker": 0, "draining": True,
+                                              "told_to_rejoin": 1}
+        await wait_until(lambda: a.signaling.closed.is_set(), 5, "alice to be disconnected")
+        assert [e["reason"] for e in a.events if e["type"] == "left"] == ["worker_drained"]
+        peers[0] = a = await rejoin(two_workers.base_url, a)
+        await a.wait_for(lambda: frames_from(a, b) > 5, 10, "video from bob again")
+        await b.wait_for(lambda: frames_from(b, a) > 5, 10, "video from alice again")
+        served = workers(two_workers)
+        assert [w["participants"] for w in served] == [0, 2], served
+        assert [w["draining"] for w in served] == [True, False]
     finally:
         for peer in peers:
             await peer.close()
