@@ -94,7 +94,7 @@ class Meeting:
         if gone is not None:
             return gone[0]
         for member in self.members.values():
-            if secrets.compare_digest(member.rejoin_key, key):
+            if member.rejoin_key and secrets.compare_digest(member.rejoin_key, key):
                 member.rejoin_key = _new_rejoin_key()  # the old socket's key is spent
                 return member
         return None
@@ -135,7 +135,7 @@ class MeetingRegistry:
         if meeting is None:
             return None
         member = meeting.members.pop(participant_id, None)
-        if member is not None:
+        if member is not None and member.rejoin_key:  # "": removed by a host
             meeting.departed[member.rejoin_key] = (member, time.monotonic())
         if not meeting.members:
             del self.meetings[room]

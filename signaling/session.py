@@ -268,6 +268,7 @@ class SignalingSession:
         elif isinstance(command, AskUnmute):
             await target.send({"type": "unmute_requested", **by})
         elif isinstance(command, RemoveParticipant) and target.remove is not None:
+            target.rejoin_key = ""  # removed: no way back in through a rejoin
             await target.remove(host.name)
 
     def _note_sources(self, sources: list[dict[str, Any]]) -> None:

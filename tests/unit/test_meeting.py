@@ -223,7 +223,17 @@ async def test_a_reconnecting_host_stays_host(visio_server: ServerProcess) -> No
         await pupil_back.expect("room_locked", locked=False)
         again = await join(http, visio_server, "retour", "Mme Martin", rejoin=key)
         assert again.joined["role"] == "participant"
-        for client in (back, pupil, pupil_back, again, guess):
+
+        # Someone the host removed cannot use its key to get past the lock.
+        await back.send(type="remove", participant_id=again.id)
+        await again.expect("removed")
+        await back.send(type="lock", id=5, locked=True)
+        await back.expect("ok", id=5)
+        kicked = Client(await http.ws_connect(visio_server.base_url.rstrip("/") + "/ws"))
+        await kicked.send(type="join", v=1, id=1, room="retour", name="Mme Martin",
+                          rejoin=again.joined["rejoin_key"])
+        assert (await kicked.expect("error", id=1))["code"] == "room_locked"
+        for client in (back, pupil, pupil_back, again, guess, kicked):
             await client.ws.close()
 
 
