@@ -15,6 +15,9 @@ const PING_INTERVAL_MS = 25000;
 const QUALITY_INTERVAL_MS = 2000;
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const NAME_STORAGE_KEY = "visio.name";
+// This tab's last rejoin key ({room, key}): a reload within two minutes comes
+// back with the same role (sessionStorage: never shared with another tab).
+const REJOIN_STORAGE_KEY = "visio.rejoin";
 // Rejoin after a lost connection: first try at once, then back off to 5 s.
 const RECONNECT_DELAYS_MS = [300, 1000, 2000, 5000];
 // A media connection "disconnected" this long is treated as lost.
@@ -207,7 +210,7 @@ class Session {
         room: this.room,
         name: this.name,
         ...(this.token ? { token: this.token } : {}),
-        ...(this.reconnecting && this.rejoinKey ? { rejoin: this.rejoinKey } : {}),
+        ...(this.rejoinFor() ? { rejoin: this.rejoinFor() } : {}),
       });
       this.pingTimer = setInterval(() => this.send({ type: "ping" }), PING_INTERVAL_MS);
     });
@@ -226,6 +229,18 @@ class Session {
       if (this.joined || this.reconnecting) this.reconnect();
       else this.end(t("connectionFailed"), "error");
     });
+  }
+
+  // The rejoin key to send: this session's after a drop, else one a reload
+  // of this tab left for the same room.
+  rejoinFor() {
+    if (this.reconnecting) return this.rejoinKey;
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(REJOIN_STORAGE_KEY) ?? "null");
+      return saved?.room === this.room && typeof saved.key === "string" ? saved.key : null;
+    } catch {
+      return null;
+    }
   }
 
   // The socket or the media dropped: start again with a new session (the
@@ -412,6 +427,11 @@ class Session {
     }
     this.participantId = msg.participant_id;
     this.rejoinKey = typeof msg.rejoin_key === "string" ? msg.rejoin_key : null;
+    try {
+      sessionStorage.setItem(REJOIN_STORAGE_KEY, JSON.stringify({ room: this.room, key: this.rejoinKey }));
+    } catch {
+      // Storage unavailable: only an automatic reconnection keeps the role.
+    }
     this.role = msg.role === "host" ? "host" : "participant";
     this.lecture = Boolean(msg.meeting?.lecture);
     this.setLecture(this.lecture);

@@ -66,6 +66,13 @@ async def test_rejoins_after_the_socket_closes(browser: Any, visio_server: Serve
         row = pupil.page.locator(".person", has_text="Mme Martin")
         await row.get_by_text("Animateur").wait_for(timeout=10_000)
 
+        # A reload (Safari dropping the tab) keeps the role too: same tab, within 2 min.
+        await teacher.page.reload()
+        await teacher.page.get_by_role("button", name="Rejoindre").click()
+        await teacher.page.wait_for_function(REMOTE_PLAYING_JS, arg=pupil.name, timeout=15_000)
+        await teacher.page.locator("#open-people").click()
+        await teacher.page.get_by_role("button", name="Couper tous les micros").wait_for()
+
         errors = console_errors(room.people)
         assert not errors, errors
     except Exception as exc:
