@@ -37,6 +37,7 @@ from sfu import worker as sfu_worker
 from sfu.aiortc_bridge import IceSettings
 from sfu.errors import RoomFull
 from sfu.ipc import IpcError, Message, encode, raise_error, read_message
+from sfu.participant import MAX_PENDING_EVENTS
 from signaling.logs import JsonFormatter, configure_logging
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,8 @@ class WorkerPool:
         self._all_started = asyncio.Event()
         self._closing = False
         self.draining: set[int] = set()  # workers that take no new participants
+        self.stalled_clients = 0  # let go for not reading their events
+        self._background: set[asyncio.Task[None]] = set()
 
     # ----------------------------------------------------------------- processes
 
@@ -221,9 +224,20 @@ class WorkerPool:
 
     def _on_message(self, link: WorkerLink, message: Message) -> None:
         if "event" in message:
-            queue = self._queues.get(str(message.get("participant_id")))
-            if queue is not None:
-                queue.put_nowait(message["event"])
+            participant_id = str(message.get("participant_id"))
+            queue = self._queues.get(participant_id)
+            if queue is None:
+                return
+            if queue.qsize() >= MAX_PENDING_EVENTS:
+                # As in-process (Participant.emit): a client that stopped reading its events
+                # leaves the room rather than growing this queue without limit.
+                self._queues.pop(participant_id, None)
+                self.stalled_clients += 1
+                task = asyncio.ensure_future(self.leave(participant_id))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+                return
+            queue.put_nowait(message["event"])
         elif "load" in message:
             load = message["load"]
             link.load = WorkerLoad(float(load.get("forwarded_pps", 0.0)),
@@ -522,11 +536,14 @@ class WorkerPool:
         subscribers: dict[str, Any] = {}
         workers = []
         participants = decoder_threads = producers = 0
+        for stats in per_worker.values():
+            for key, value in (stats.get("counters") or {}).items():
+                counters[key] = counters.get(key, 0) + int(value)
+        # Stalled in the pool's queue rather than in a worker's (workers push at once).
+        counters["stalled_clients"] = counters.get("stalled_clients", 0) + self.stalled_clients
         for index in range(self.settings.workers):
             stats = per_worker.get(index) or {}
             link = self.links.get(index)
-            for key, value in (stats.get("counters") or {}).items():
-                counters[key] = counters.get(key, 0) + int(value)
             for source_id, source in (stats.get("sources") or {}).items():
                 known = sources.get(source_id)
                 if known is None:
