@@ -110,6 +110,7 @@ class Consumer:
         self.paused = False
         self._source_ssrc: int | None = None
         self._first_sequence = 0
+        self._last_source_sequence = -1  # the publisher's number of the last packet handled
         self._sequence_offset = 0
         self._segment = _Segment(0, 0, 0)
         # What went out under each subscriber sequence number, so that a NACK is
@@ -202,6 +203,7 @@ class Consumer:
         media_pt = slot.payload_types.get(packet.mime_type)
         if media_pt is None:
             return 0  # the subscriber did not accept this codec
+        self._last_source_sequence = header.sequence_number
         sequence = (header.sequence_number + self._sequence_offset) & 0xFFFF
         segment = self._segment
         timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
@@ -251,6 +253,21 @@ class Consumer:
             self.packets_sent += 1
             self.octets_sent += sent
         return sent
+
+    def skip(self, layer: int, ssrc: int, sequence_number: int) -> None:
+        """The publisher's packet ``sequence_number`` is not forwarded (padding only): close
+        the gap it would leave, so the subscriber sees no loss to wait for.
+
+        Browsers probe their uplink with padding on the media SSRC; each probe takes a
+        sequence number. Left as a hole, it is NACKed, can never be repaired, and a
+        receiver whose jitter buffer waits for it (aiortc: until 128 packets later)
+        freezes for seconds on a low layer. Only the packet right after the last one
+        handled is folded in; a reordered one stays a hole (rare, and then only NACKed).
+        """
+        if (self._forwarding and layer == self.current_layer and ssrc == self._source_ssrc
+                and sequence_number == (self._last_source_sequence + 1) & 0xFFFF):
+            self._last_source_sequence = sequence_number
+            self._sequence_offset = (self._sequence_offset - 1) & 0xFFFF
 
     def _resync(self, packet: MediaPacket) -> None:
         slot = self.slot

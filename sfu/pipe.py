@@ -81,6 +81,10 @@ class PipeConsumer:
         self._transport = transport
         self._sent = [PacketCache[tuple[bytes, bytes]]() for _ in producer.layers]
 
+    def skip(self, layer: int, ssrc: int, sequence_number: int) -> None:
+        """A padding-only packet the source side drops. Not relayed: the far side's
+        consumers see its number as a gap (known limitation, see Consumer.skip)."""
+
     def forward(self, packet: MediaPacket) -> int:
         """Relay one packet; 0 bytes *forwarded*: that counts at the far end's subscribers."""
         level = packet.audio_level

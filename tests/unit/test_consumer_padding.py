@@ -1,0 +1,74 @@
+"""Padding-only probes the SFU drops must not leave holes in a subscriber's sequence."""
+
+from __future__ import annotations
+
+import types
+
+from sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, Codec
+from sfu.bandwidth import SubscriberBandwidth
+from sfu.consumer import Consumer
+from sfu.producer import Producer
+from sfu.rtp import pack_extensions, pack_header, parse_header
+from sfu.stats import SfuCounters
+
+
+class RecordingWire:
+    """The subscriber's side of the socket: the sequence numbers that went out."""
+
+    def __init__(self) -> None:
+        self.sequences: list[int] = []
+
+    def send(self, header: bytes | bytearray, payload: bytes | memoryview) -> bool:
+        self.sequences.append(int.from_bytes(header[2:4], "big"))
+        return True
+
+
+def _slot(wire: RecordingWire) -> types.SimpleNamespace:
+    """What an OutboundSlot carries once the subscriber's answer is in (no aiortc here)."""
+    return types.SimpleNamespace(
+        payload_types={"video/vp8": 96}, rtx_payload_types={}, ssrc=555, rtx_ssrc=0,
+        next_sequence=1000, next_rtx_sequence=0, last_timestamp=0, last_sent_at=None,
+        last_picture_id=None, last_tl0picidx=None, last_vp8=None, last_vp8_segment=None,
+        wire=wire, extension_ids={MID_URI: 1, ABS_SEND_TIME_URI: 2}, mid="1", send_errors=0,
+        kind="video")
+
+
+def _packet(sequence: int, *, keyframe: bool = False, padding: bool = False) -> bytes:
+    extensions = pack_extensions([(1, b"1")])
+    header = pack_header(marker=False, payload_type=96, sequence_number=sequence,
+                         timestamp=sequence * 3000, ssrc=1234, extension_block=extensions,
+                         padded=padding)
+    if padding:
+        return header + bytes(199) + bytes((200,))
+    vp8 = b"\x10\x9d\x01\x2a\x40\x01\xf0\x00" if keyframe else b"\x11\x00\x00"
+    return header + b"\x10" + vp8 + bytes(500)
+
+
+async def _stream(sequences: list[tuple[int, str]]) -> list[int]:
+    async def nothing(*_: object) -> None:
+        return None
+
+    counters = SfuCounters()
+    producer = Producer(source_id="s", participant_id="p", kind="video", mid="1",
+                        codecs={96: Codec(96, "video/vp8", 90000)}, counters=counters,
+                        send_pli=nothing, send_nack=nothing)
+    wire = RecordingWire()
+    consumer = Consumer(producer, _slot(wire), "sub", counters,  # type: ignore[arg-type]
+                        SubscriberBandwidth())
+    consumer.activate()
+    producer.add_consumer(consumer)
+    for sequence, kind in sequences:
+        data = _packet(sequence, keyframe=kind == "key", padding=kind == "pad")
+        producer.on_packet(0, data, parse_header(data), sequence / 100, None)
+    return wire.sequences
+
+
+async def test_padding_in_the_stream_leaves_no_gap_for_the_subscriber() -> None:
+    sent = await _stream([(10, "key"), (11, "media"), (12, "pad"), (13, "pad"), (14, "media"),
+                          (15, "media")])
+    assert sent == [1000, 1001, 1002, 1003]
+
+
+async def test_a_reordered_padding_packet_is_not_folded_in() -> None:
+    sent = await _stream([(10, "key"), (12, "media"), (11, "pad"), (13, "media")])
+    assert sent == [1000, 1002, 1003]  # 11 stays a gap: the subscriber may NACK it
