@@ -192,7 +192,10 @@ class Consumer:
             # video may only start on a keyframe of that layer.
             if layer != self.target_layer and layer != self.current_layer:
                 return 0
-            if self.producer.kind == "video" and not packet.keyframe:
+            if self.producer.kind == "video" and not (packet.keyframe and packet.in_order):
+                # A keyframe's first packet that comes late (a repair the publisher sent
+                # after its NACK) would start the subscriber on a frame whose other
+                # packets went by unforwarded: a hole nobody can fill. Wait for the next.
                 self.producer.request_keyframe(layer)
                 return 0
             self.current_layer = layer

@@ -70,6 +70,7 @@ class MediaPacket:
     first_byte: int = FIRST_BYTE_WITH_EXTENSION  # V=2, X=1, and P when the source padded
     marker_bit: int = 0
     renumbered: dict[tuple[int, int], bytes] | None = None  # VP8 payloads by counter offsets
+    in_order: bool = True  # the newest packet of its stream so far (not late, not a repair)
 
 
 @dataclass(slots=True)
@@ -230,7 +231,7 @@ class Producer:
             stats = layer.reception[ssrc] = ReceptionStats(codec.clock_rate)
             layer.nacks[ssrc] = NackTracker()
         layer.ssrc = ssrc
-        stats.add(header.sequence_number, header.timestamp, arrival)
+        in_order = stats.add(header.sequence_number, header.timestamp, arrival)
         if self.kind == "video" and layer.nacks[ssrc].add(header.sequence_number):
             lost = sorted(layer.nacks[ssrc].missing)
             self._counters.nacks_sent_upstream += 1
@@ -248,6 +249,7 @@ class Producer:
                 consumer.skip(layer_index, ssrc, header.sequence_number)
             return
         packet = self._media_packet(layer, data, header, codec.mime_type, audio_level)
+        packet.in_order = in_order
         packet.arrival = now
         packet.arrival_us = int(now * 1_000_000)
         packet.abs_send_time = abs_send_time_now(time.time())

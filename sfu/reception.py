@@ -51,7 +51,8 @@ class ReceptionStats:
         self._jitter_q4 = 0
         self._last_transit: int | None = None
 
-    def add(self, seq: int, timestamp: int, arrival_seconds: float) -> None:
+    def add(self, seq: int, timestamp: int, arrival_seconds: float) -> bool:
+        """Count one packet; True when it is the newest of the stream so far (in order)."""
         self.packets_received += 1
         if self._max_seq < 0:
             self._max_seq = seq
@@ -65,13 +66,14 @@ class ReceptionStats:
                     self._cycles += 1 << 16
                 self._max_seq = seq
         else:
-            return  # reordered or retransmitted: counted, but no jitter sample
+            return False  # reordered or retransmitted: counted, but no jitter sample
         transit = int(arrival_seconds * self._clock_rate) - timestamp
         if self._last_transit is not None:
             # RTP timestamps wrap at 2**32: the difference is taken as a signed 32-bit value.
             d = abs(((transit - self._last_transit + 0x80000000) & 0xFFFFFFFF) - 0x80000000)
             self._jitter_q4 += d - ((self._jitter_q4 + 8) >> 4)
         self._last_transit = transit
+        return True
 
     def _restart(self, seq: int) -> None:
         self._max_seq = seq

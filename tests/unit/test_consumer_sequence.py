@@ -1,4 +1,5 @@
-"""Padding-only probes the SFU drops must not leave holes in a subscriber's sequence."""
+"""A subscriber's sequence numbers have no hole the SFU cannot fill: padding-only probes
+are folded in, and a stream never starts on a keyframe whose other packets went by."""
 
 from __future__ import annotations
 
@@ -72,3 +73,11 @@ async def test_padding_in_the_stream_leaves_no_gap_for_the_subscriber() -> None:
 async def test_a_reordered_padding_packet_is_not_folded_in() -> None:
     sent = await _stream([(10, "key"), (12, "media"), (11, "pad"), (13, "media")])
     assert sent == [1000, 1002, 1003]  # 11 stays a gap: the subscriber may NACK it
+
+
+async def test_a_late_keyframe_start_does_not_start_the_stream_but_the_next_keyframe_does() -> None:
+    # 10 is the first packet of a keyframe that arrives after 11 and 12 (a repair): starting
+    # there would leave 11 and 12, dropped while waiting, as holes.
+    sent = await _stream([(11, "media"), (12, "media"), (10, "key"), (13, "media"),
+                          (20, "key"), (21, "media")])
+    assert sent == [1000, 1001]
