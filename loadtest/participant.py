@@ -167,6 +167,7 @@ class LightParticipant:
         self._direct: asyncio.Task[None] | None = None
         self._ticker: RtcpTicker | None = None
         self._readers: list[SocketReader] = []
+        self.receive_path_note = ""  # why the socket could not be taken over, if it could not
         self._rtcp_ssrc = random.getrandbits(32)
         self._phase = random.randrange(REPORT_TICKS)  # spreads the reports over the second
 
@@ -328,11 +329,14 @@ class LightParticipant:
         pair = connection._nominated.get(1)
         for protocol in connection._protocols:
             if pair is not None and pair.protocol is protocol:
-                self._readers.append(SocketReader(protocol, pair.remote_addr, dtls._rx_srtp,
-                                                  self._counter))
-            else:
-                direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
-                protocol.datagram_received = direct.datagram_received
+                try:
+                    self._readers.append(SocketReader(protocol, pair.remote_addr,
+                                                      dtls._rx_srtp, self._counter))
+                    continue
+                except (OSError, RuntimeError, AttributeError) as exc:  # uvloop keeps it
+                    self.receive_path_note = f"socket not taken over: {exc}"
+            direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
+            protocol.datagram_received = direct.datagram_received
 
     def _tick(self, number: int) -> None:
         """The process's RTCP timer: receiver reports, NACKs, transport-cc feedback."""

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import os
-import select
 import socket
 import struct
 import time
@@ -384,6 +384,17 @@ class DirectReceive(SrtpDemux):
         self.handle(size, addr)
 
 
+def _original(module: str, name: str) -> Any:
+    """``module.name`` as Python made it: locust workers run under gevent, whose monkey
+    patching replaces ``socket.socket`` with a cooperative one (useless on this asyncio
+    thread) and removes ``select.epoll``."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return getattr(importlib.import_module(module), name)
+    return monkey.get_original(module, name)
+
+
 class SocketReader(SrtpDemux):
     """The ICE socket taken over after the handshake: read with ``recv_into``, in place.
 
@@ -404,7 +415,9 @@ class SocketReader(SrtpDemux):
         self._loop = asyncio.get_running_loop()
         uvloop_transport = protocol.transport
         fileno = uvloop_transport.get_extra_info("socket").fileno()
-        self._socket = socket.socket(fileno=os.dup(fileno))
+        # Everything that can fail happens before uvloop's transport is let go.
+        self._poller = ReceivePoller.for_loop()
+        self._socket = _original("socket", "socket")(fileno=os.dup(fileno))
         self._socket.setblocking(False)
         # A load generator descheduled for a moment on a busy host must not turn its own
         # stall into loss charged to the SFU: ~2 s of video instead of the default ~0.6 s.
@@ -414,7 +427,6 @@ class SocketReader(SrtpDemux):
         uvloop_transport.set_protocol(asyncio.DatagramProtocol())  # its close is not aioice's
         protocol.transport = self
         uvloop_transport.close()
-        self._poller = ReceivePoller.for_loop()
         self._poller.add(self._socket.fileno(), self.read_one)
 
     def read_one(self) -> None:
@@ -464,7 +476,7 @@ class ReceivePoller:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._epoll = select.epoll()
+        self._epoll = _original("select", "epoll")()
         self._readers: dict[int, Callable[[], None]] = {}
         loop.add_reader(self._epoll.fileno(), self._ready)
 
@@ -478,7 +490,7 @@ class ReceivePoller:
 
     def add(self, fileno: int, read_one: Callable[[], None]) -> None:
         self._readers[fileno] = read_one
-        self._epoll.register(fileno, select.EPOLLIN)
+        self._epoll.register(fileno, _original("select", "EPOLLIN"))
 
     def remove(self, fileno: int) -> None:
         if self._readers.pop(fileno, None) is not None:
