@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+from typing import Any
 
 import pytest
 
@@ -24,9 +25,9 @@ HEADLINE = ("sfu_cpu_us_per_forwarded_packet", "sfu_cpu_us_per_ingested_packet",
             "sfu_cpu_pct", "client_cpu_us_per_received_packet", "client_cpu_pct")
 
 
-def assert_headline(result: ForwardResult, subscribers: int, publishers: int) -> dict[str, object]:
+def assert_headline(result: ForwardResult, subscribers: int, publishers: int) -> dict[str, Any]:
     """The JSON's top-level headline keys exist, are finite and agree with the raw counts."""
-    data = json.loads(result_json(result))
+    data: dict[str, Any] = json.loads(result_json(result))
     for key in HEADLINE:
         assert isinstance(data[key], float) and math.isfinite(data[key]) and data[key] > 0, key
     assert math.isfinite(data["loss_pct"]) and 0 <= data["loss_pct"] <= 100
