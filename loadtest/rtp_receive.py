@@ -167,6 +167,29 @@ def _one_byte_extension(data: bytes | bytearray, pos: int, end: int, wanted: int
     return -1
 
 
+def _vp8_key_frame_bit(data: bytes | bytearray, pos: int, end: int) -> bool:
+    """Whether the VP8 payload header after the descriptor at ``pos`` says key frame (P=0).
+
+    RFC 7741 §4.2: X, then I (7 or 15-bit picture id), L (TL0PICIDX), T/K
+    (one byte); ``sfu.vp8.parse_descriptor`` then confirms with all fields.
+    """
+    offset = pos + 1
+    if data[pos] & 0x80:
+        if offset >= end:
+            return False
+        extension = data[offset]
+        offset += 1
+        if extension & 0x80:
+            if offset >= end:
+                return False
+            offset += 2 if data[offset] & 0x80 else 1
+        if extension & 0x40:
+            offset += 1
+        if extension & 0x30:
+            offset += 1
+    return offset < end and not data[offset] & 0x01
+
+
 class RtpCounter:
     """Counts RTP packets per SSRC from their header (and a VP8 payload's first bytes)."""
 
@@ -259,9 +282,11 @@ class RtpCounter:
                 stream.last_timestamp = timestamp
         if stream.kind != "video":
             return
-        # VP8: only a packet that starts partition 0 (S=1, PID=0) can start a keyframe.
-        if stream.vp8 and pos < end and plain[pos] & 0x17 == 0x10:
-            packet = bytes(plain[:end])  # one frame in ~30: the copy costs nothing
+        # VP8: only a packet that starts partition 0 (S=1, PID=0) of a frame whose payload
+        # header has P=0 is a key frame; every frame's first packet passes the first test.
+        if (stream.vp8 and pos < end and plain[pos] & 0x17 == 0x10
+                and _vp8_key_frame_bit(plain, pos, end)):
+            packet = bytes(plain[:end])  # once per key frame
             descriptor = parse_descriptor(packet, pos, end)
             if descriptor is not None:
                 resolution = keyframe_size(packet, descriptor, end)

@@ -24,8 +24,10 @@ from loadtest.rtp_receive import (
     DirectReceive,
     ReceivedStream,
     RtpCounter,
+    _vp8_key_frame_bit,
 )
 from sfu.twcc import parse_feedback
+from sfu.vp8 import parse_descriptor
 
 VIDEO_SSRC = 0x1234
 TWCC_ID = 5
@@ -206,3 +208,15 @@ def test_receive_ceiling_harness_absorbs_what_it_is_offered() -> None:
     assert result["absorbed_pps"] > 1000  # a loaded machine may slow the sender down
     assert result["loss_pct"] < 1.0
     assert 0 < result["client_cpu_us_per_received_packet"] < 1000
+
+
+def test_vp8_key_frame_bit_behind_extended_descriptors() -> None:
+    """The pre-check agrees with sfu.vp8 on descriptors with picture id, TL0PICIDX, TID."""
+    key, delta = b"\x50\x01\x00\x9d\x01\x2a" + b"\x00" * 8, b"\x51\x01\x00" + b"\x00" * 11
+    for descriptor in (b"\x10", b"\x90\x80\x80\x05", b"\x90\xe0\x05\x01\x20", b"\x90\x40\x07"):
+        for payload, expected in ((key, True), (delta, False)):
+            packet = descriptor + payload
+            assert _vp8_key_frame_bit(packet, 0, len(packet)) is expected, (descriptor, payload)
+            parsed = parse_descriptor(packet, 0, len(packet))
+            assert parsed is not None and parsed.payload_offset == len(descriptor)
+    assert _vp8_key_frame_bit(b"\x90\x80", 0, 2) is False  # truncated: no payload header
