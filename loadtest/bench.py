@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from loadtest.bench_forward import ForwardOptions, format_report, result_json, run_forward
+from loadtest.bench_paths import run_paths
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -60,9 +62,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          help="do not pin the SFU and the load generator to cores")
     forward.add_argument("--json", action="store_true",
                          help="print the result as JSON instead of a table")
+    paths = benches.add_parser(
+        "paths",
+        help="the SFU's Python cost per ingested packet and per copy, no sockets or crypto",
+        description="Run the real ingest and fan-out code on a synthetic VP8 stream in this "
+                    "process (the wire replaced by a counter) and report µs of CPU per "
+                    "ingested packet and per copy sent to one subscriber.")
+    paths.add_argument("--packets", type=int, default=20_000, help="stream length (20000)")
+    paths.add_argument("--subscribers", type=int, default=50, help="fan-out (default 50)")
+    paths.add_argument("--repeats", type=int, default=5, help="passes; medians (default 5)")
+    paths.add_argument("--no-transport-cc", action="store_true",
+                       help="subscribers without transport-cc (no stamping)")
+    paths.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.bench == "paths":
+        return _paths(args)
     if args.bench != "forward":  # pragma: no cover - argparse only allows known benches
         return 2
     try:
@@ -97,3 +113,20 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(format_report(result))
     return 0 if result.packets_forwarded > 0 else 1
+
+
+def _paths(args: argparse.Namespace) -> int:
+    if args.packets < 1000 or args.subscribers < 0 or args.repeats < 1:
+        print("visio bench paths: need --packets >= 1000, --subscribers >= 0, --repeats >= 1",
+              file=sys.stderr)
+        return 2
+    result = run_paths(args.packets, args.subscribers, args.repeats,
+                       transport_cc=not args.no_transport_cc)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        print(f"ingest: {result.ingest_us_per_packet:.2f} µs per packet; fan-out: "
+              f"{result.copy_us_per_forwarded_packet:.2f} µs per copy "
+              f"({result.packets} packets, {result.subscribers} subscribers, transport-cc "
+              f"{'on' if result.transport_cc else 'off'}; no SRTP, no sendto)")
+    return 0
