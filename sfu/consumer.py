@@ -206,7 +206,8 @@ class Consumer:
         media_pt = slot.payload_types.get(packet.mime_type)
         if media_pt is None:
             return 0  # the subscriber did not accept this codec
-        self._last_source_sequence = header.sequence_number
+        if packet.in_order:
+            self._last_source_sequence = header.sequence_number
         sequence = (header.sequence_number + self._sequence_offset) & 0xFFFF
         segment = self._segment
         timestamp = (header.timestamp + segment.timestamp) & 0xFFFFFFFF
@@ -264,8 +265,10 @@ class Consumer:
         Browsers probe their uplink with padding on the media SSRC; each probe takes a
         sequence number. Left as a hole, it is NACKed, can never be repaired, and a
         receiver whose jitter buffer waits for it (aiortc: until 128 packets later)
-        freezes for seconds on a low layer. Only the packet right after the last one
-        handled is folded in; a reordered one stays a hole (rare, and then only NACKed).
+        freezes for seconds on a low layer. Folding shifts every later number by one, so
+        it is only done for the packet right after the last one handled, and (the
+        producer's part) only while no earlier packet is awaiting a repair from the
+        publisher, whose number would then be mapped wrong. Otherwise it stays a hole.
         """
         if (self._forwarding and layer == self.current_layer and ssrc == self._source_ssrc
                 and sequence_number == (self._last_source_sequence + 1) & 0xFFFF):

@@ -245,8 +245,9 @@ class Producer:
             self.level_listener(self.id, SILENCE_LEVEL - (audio_level[0] & 0x7F), now)
         if header.payload_size == 0:
             self._counters.rtp_padding_dropped += 1
-            for consumer in self.consumers:
-                consumer.skip(layer_index, ssrc, header.sequence_number)
+            if not layer.nacks[ssrc].missing:  # see Consumer.skip: no repair may come
+                for consumer in self.consumers:
+                    consumer.skip(layer_index, ssrc, header.sequence_number)
             return
         packet = self._media_packet(layer, data, header, codec.mime_type, audio_level)
         packet.in_order = in_order

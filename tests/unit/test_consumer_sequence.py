@@ -81,3 +81,11 @@ async def test_a_late_keyframe_start_does_not_start_the_stream_but_the_next_keyf
     sent = await _stream([(11, "media"), (12, "media"), (10, "key"), (13, "media"),
                           (20, "key"), (21, "media")])
     assert sent == [1000, 1001]
+
+
+async def test_padding_is_not_folded_while_an_earlier_packet_awaits_its_repair() -> None:
+    # 12 was lost upstream (the SFU NACKs it): folding the padding 14 would shift 15 onto
+    # the number 12's repair must take.
+    sent = await _stream([(10, "key"), (11, "media"), (13, "media"), (14, "pad"),
+                          (15, "media"), (12, "media")])
+    assert sent == [1000, 1001, 1003, 1005, 1002]
