@@ -36,15 +36,10 @@ from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
 from loadtest.media_library import VIDEO_PRESETS, ReplayTrack, opus_clip, vp8_clip
-from loadtest.rtp_receive import (
-    FREEZE_GAP,
-    DirectReceive,
-    ReceivedStream,
-    RtcpTicker,
-    RtpCounter,
-    SocketReader,
-)
+from loadtest.rtcp_timer import RtcpTicker
+from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter
 from loadtest.signaling_client import SignalingClient
+from loadtest.srtp_socket import DirectReceive, SocketReader
 from sfu.aiortc_bridge import (
     IceSettings,
     configure_aiortc,
@@ -307,10 +302,6 @@ class LightParticipant:
 
     async def _on_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         """aiortc's path: called by the DTLS transport with each decrypted packet."""
-        self._counter.count(data, len(data))
-
-    def on_rtp(self, data: bytes) -> None:
-        """Count one decrypted RTP packet."""
         self._counter.count(data, len(data))
 
     async def _read_socket_directly(self, dtls: Any) -> None:

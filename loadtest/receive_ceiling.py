@@ -31,7 +31,8 @@ from typing import Any
 import pylibsrtp
 import uvloop
 
-from loadtest.rtp_receive import ReceivedStream, RtpCounter, SocketReader
+from loadtest.rtp_receive import ReceivedStream, RtpCounter
+from loadtest.srtp_socket import SocketReader
 
 KEY = bytes(range(28))  # AES-128-GCM: 16-byte key + 12-byte salt
 PROFILE = pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM

@@ -21,11 +21,11 @@ from loadtest import receive_ceiling
 from loadtest.rtp_receive import (
     NACK_RETRIES,
     NACK_RETRY_TICKS,
-    DirectReceive,
     ReceivedStream,
     RtpCounter,
     _vp8_key_frame_bit,
 )
+from loadtest.srtp_socket import DirectReceive
 from sfu.twcc import parse_feedback
 from sfu.vp8 import parse_descriptor
 

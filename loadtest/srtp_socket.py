@@ -1,0 +1,236 @@
+"""The light participant's socket after the handshake: SRTP read and decrypted in place.
+
+``SocketReader`` takes the selected ICE pair's UDP socket over from uvloop
+and reads it with ``recv_into``; ``ReceivePoller`` puts every such socket of
+one event loop behind a single epoll set; ``SrtpDemux`` decrypts a datagram
+in place (``srtp_unprotect`` through pylibsrtp's cffi binding) and hands RTP
+and RTCP to ``loadtest.rtp_receive.RtpCounter``, STUN and DTLS to aioice.
+``DirectReceive`` is the fallback when no pair is selected: uvloop keeps the
+socket and only the datagram callback is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+import socket
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pylibsrtp
+from pylibsrtp._binding import ffi, lib
+
+from loadtest.rtp_receive import RtpCounter
+
+MAX_DATAGRAM = 2048  # bytes; a bigger datagram takes aiortc's path
+RECEIVE_BUFFER = 1 << 20  # bytes asked for each taken-over socket (net.core.rmem_max caps it)
+
+
+class Scratch:
+    """A datagram's buffer, its cffi pointer and libsrtp's length cell.
+
+    Handling a datagram is synchronous (read, decrypt, count, done), so all
+    the sockets of one event loop share one: it stays in the CPU's cache
+    where one buffer per participant would not.
+    """
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(MAX_DATAGRAM)
+        self.pointer = ffi.from_buffer(self.buffer)
+        self.length = ffi.new("int *")
+
+
+class SrtpDemux:
+    """Decrypts one datagram in place in a reused buffer and hands it to an ``RtpCounter``.
+
+    ``srtp_unprotect`` / ``srtp_unprotect_rtcp`` are called straight through
+    pylibsrtp's cffi binding (its ``Session.unprotect`` allocates an ``int *``
+    and a result per call). SRTP leaves the RTP header in clear and decrypts
+    the payload in place, so the buffer then holds the whole plain packet.
+    SRTCP goes to ``RtpCounter.on_rtcp`` (sender reports: aiortc's path costs
+    ~150 µs for each, through a queue, a task and statistics objects). STUN
+    (consent checks) and DTLS (RFC 7983: first byte not 128-191) go to
+    ``fallback``, aioice's own handler.
+    """
+
+    def __init__(self, session: pylibsrtp.Session, counter: RtpCounter,
+                 fallback: Callable[[bytes, Any], None],
+                 scratch: Scratch | None = None) -> None:
+        srtp = getattr(session, "_srtp", None)
+        if srtp is None:
+            raise RuntimeError("pylibsrtp.Session has no _srtp context: its internals changed")
+        self._session = session  # owns the libsrtp context
+        self._context = srtp[0]
+        scratch = scratch or Scratch()
+        self.buffer, self._pointer, self._length = scratch.buffer, scratch.pointer, scratch.length
+        self._counter = counter
+        self._fallback = fallback
+        self.rejected = 0  # failed authentication or replay check (duplicates)
+
+    def handle(self, size: int, addr: Any) -> None:
+        """The datagram now in ``buffer[:size]``."""
+        buffer = self.buffer
+        if not 127 < buffer[0] < 192:
+            self._fallback(bytes(buffer[:size]), addr)
+            return
+        length = self._length
+        length[0] = size
+        if 191 < buffer[1] < 224:  # RTCP (RFC 5761: packet types 192-223)
+            if lib.srtp_unprotect_rtcp(self._context, self._pointer, length):
+                self.rejected += 1
+            else:
+                self._counter.on_rtcp(buffer, length[0])
+            return
+        if lib.srtp_unprotect(self._context, self._pointer, length):
+            self.rejected += 1
+            return
+        counter = self._counter
+        counter.direct += 1
+        counter.count(buffer, length[0])
+
+
+class DirectReceive(SrtpDemux):
+    """A datagram protocol's ``datagram_received`` replaced: uvloop hands each datagram."""
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        size = len(data)
+        if size > MAX_DATAGRAM:
+            self._fallback(data, addr)
+            return
+        self.buffer[:size] = data
+        self.handle(size, addr)
+
+
+def _original(module: str, name: str) -> Any:
+    """``module.name`` as Python made it: locust workers run under gevent, whose monkey
+    patching replaces ``socket.socket`` with a cooperative one (useless on this asyncio
+    thread) and removes ``select.epoll``."""
+    try:
+        from gevent import monkey
+    except ImportError:
+        return getattr(importlib.import_module(module), name)
+    return monkey.get_original(module, name)
+
+
+class SocketReader(SrtpDemux):
+    """The ICE socket taken over after the handshake: read with ``recv_into``, in place.
+
+    uvloop builds a ``bytes`` and an address tuple for every datagram and
+    calls the protocol with them; here a duplicate of the socket's file
+    descriptor is read by this object straight into the SRTP buffer, and
+    uvloop's transport is closed (the socket lives on through the duplicate).
+    aioice keeps its protocol object: it sends through this object
+    (``sendto``) and gets STUN and DTLS datagrams from it, with the selected
+    pair's remote address. The process's ``ReceivePoller`` says when to read.
+    """
+
+    def __init__(self, protocol: Any, remote_addr: tuple[str, int],
+                 session: pylibsrtp.Session, counter: RtpCounter) -> None:
+        # Everything that can fail happens before uvloop's transport is let go.
+        self._poller = ReceivePoller.for_loop()
+        super().__init__(session, counter, protocol.datagram_received, self._poller.scratch)
+        self._protocol = protocol
+        self._remote_addr = remote_addr
+        self._loop = asyncio.get_running_loop()
+        uvloop_transport = protocol.transport
+        fileno = uvloop_transport.get_extra_info("socket").fileno()
+        self._socket = _original("socket", "socket")(fileno=os.dup(fileno))
+        self._socket.setblocking(False)
+        # A load generator descheduled for a moment on a busy host must not turn its own
+        # stall into loss charged to the SFU: ~2 s of video instead of the default ~0.6 s.
+        with contextlib.suppress(OSError):
+            self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        self._closed = False
+        uvloop_transport.set_protocol(asyncio.DatagramProtocol())  # its close is not aioice's
+        protocol.transport = self
+        uvloop_transport.close()
+        self._poller.add(self._socket.fileno(), self.read_one)
+
+    def read_one(self) -> None:
+        """One datagram (the poller calls again while the socket stays readable)."""
+        try:
+            size = self._socket.recv_into(self.buffer)
+        except OSError:  # EAGAIN (raced), or an ICMP error reported on the socket
+            return
+        self.handle(size, self._remote_addr)
+
+    # --- the part of asyncio.DatagramTransport aioice uses
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        with contextlib.suppress(BlockingIOError, InterruptedError):
+            self._socket.sendto(data, addr or self._remote_addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "sockname":
+            return self._socket.getsockname()
+        return self._socket if name == "socket" else default
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._poller.remove(self._socket.fileno())
+        self._socket.close()
+        self._loop.call_soon(self._protocol.connection_lost, None)
+
+
+class ReceivePoller:
+    """Every taken-over socket of one event loop behind a single epoll set.
+
+    uvloop wakes up for the epoll set's descriptor; one callback then asks the
+    set which sockets are readable and reads one datagram from each, again
+    until none is (level-triggered: a socket with more waiting stays ready).
+    With hundreds of participants a wake-up finds many sockets with one or
+    two datagrams each; one uvloop callback per socket and a failed
+    ``recv`` per socket to learn it is empty would cost more than the packet.
+    """
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReceivePoller] = (
+        weakref.WeakKeyDictionary())
+    MAX_ROUNDS = 64  # then back to the event loop, so timers and signaling run
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.scratch = Scratch()  # one datagram buffer for every socket of this loop
+        self._epoll = _original("select", "epoll")()
+        self._readers: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._ready)
+
+    @classmethod
+    def for_loop(cls) -> ReceivePoller:
+        loop = asyncio.get_running_loop()
+        poller = cls._by_loop.get(loop)
+        if poller is None:
+            poller = cls._by_loop[loop] = cls(loop)
+        return poller
+
+    def add(self, fileno: int, read_one: Callable[[], None]) -> None:
+        self._readers[fileno] = read_one
+        self._epoll.register(fileno, _original("select", "EPOLLIN"))
+
+    def remove(self, fileno: int) -> None:
+        if self._readers.pop(fileno, None) is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fileno)
+        if not self._readers:  # the last one: the next reader of this loop starts afresh
+            with contextlib.suppress(Exception):
+                self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+            if self._by_loop.get(self._loop) is self:
+                del self._by_loop[self._loop]
+
+    def _ready(self) -> None:
+        poll, readers = self._epoll.poll, self._readers
+        for _ in range(self.MAX_ROUNDS):
+            events = poll(0)
+            if not events:
+                return
+            for fileno, _mask in events:
+                read_one = readers.get(fileno)
+                if read_one is not None:
+                    read_one()
