@@ -54,6 +54,9 @@ class PublisherIngress:
         self._by_mid: dict[str, Producer] = {}
         self._routes: dict[int, _Route] = {}
         self._rtx_media_ssrc: dict[int, int] = {}
+        # What was learned about the SSRCs of m-lines that stopped sending: by mid, the
+        # SSRC's layer and whether it is RTX (see configure).
+        self._remembered: dict[str, dict[int, tuple[int, bool]]] = {}
         self._mid_id = 0
         self._rid_id = 0
         self._repaired_rid_id = 0
@@ -82,7 +85,21 @@ class PublisherIngress:
         self._abs_send_time_id = ids.get(ABS_SEND_TIME_URI, 0)
         self._audio_level_id = ids.get(AUDIO_LEVEL_URI, 0)
         self._by_mid = dict(producers)
-        self._routes = {s: r for s, r in self._routes.items() if r.producer.mid in producers}
+        # A simulcast m-line that goes inactive and active again (a camera turned off
+        # and on) comes back on the same SSRCs, but the browser no longer names their
+        # RIDs: what was learned is kept by mid and given to the m-line's next producer.
+        kept = {}
+        for ssrc, route in self._routes.items():
+            mid = route.producer.mid
+            if producers.get(mid) is route.producer:
+                kept[ssrc] = route
+            elif sum(map(len, self._remembered.values())) < MAX_LEARNED_SSRCS:
+                self._remembered.setdefault(mid, {})[ssrc] = (route.layer, route.rtx)
+        self._routes = kept
+        for mid, successor in producers.items():
+            for ssrc, (layer, rtx) in self._remembered.pop(mid, {}).items():
+                if successor.simulcast and layer < len(successor.layers):
+                    self._routes[ssrc] = _Route(successor, layer, rtx)
         for track in tracks:
             producer = producers.get(track.mid)
             if producer is None:
