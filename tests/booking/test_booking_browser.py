@@ -115,8 +115,9 @@ async def test_secretary_books_a_room_and_shares_the_link(browser: Any, served: 
         assert await page.locator("#room").get_attribute("readonly") is not None
         await page.locator("#name").fill("Mme Martin")
         await page.get_by_role("button", name="Rejoindre").click()
-        status = page.get_by_role("status")
-        await status.filter(has_text="15 minutes").wait_for(timeout=15_000)
+        # Refused at the door: the pre-join screen says why (an alert beside the form).
+        notice = page.get_by_role("alert")
+        await notice.filter(has_text="15 minutes").wait_for(timeout=15_000)
         await page.screenshot(path=str(artifacts / "booking-join-too-early.png"))
         assert errors == []
     finally:
