@@ -426,6 +426,11 @@ class BenchPublisher:
         encoder.target_bitrate = PUBLISHED_BITRATE
         return True
 
+    def silence(self) -> None:
+        """Stop sending media but stay in the room (RTCP goes on; the SFU keeps the source)."""
+        for sender in self.pc.getSenders():
+            sender._enabled = False  # aiortc then drops each frame instead of encoding it
+
     async def packets_sent(self) -> int:
         total = 0
         for sender in self.pc.getSenders():
@@ -577,7 +582,8 @@ class Decomposition:
 
     After the main window, the subscribers hide every video (the SFU pauses
     their consumers: packets are still ingested, none forwarded), then the
-    publishers leave (nothing is ingested; the subscribers' connections stay).
+    publishers stop sending (nothing is ingested; every connection, source and
+    consumer stays, with its RTCP).
     CPU rates in the three windows give, per packet, the cost of one more
     forwarded packet, of one more ingested one, and the idle rest.
     """
@@ -612,8 +618,9 @@ async def _decompose(http: aiohttp.ClientSession, base_url: str, pid: int,
                    if source.get("kind") == "video"]
     await pool.hide(sources)
     paused = await _phase(http, base_url, pid, publishers, pool)
-    await asyncio.gather(*(p.close() for p in publishers), return_exceptions=True)
-    idle = await _phase(http, base_url, pid, [], pool)
+    for publisher in publishers:
+        publisher.silence()
+    idle = await _phase(http, base_url, pid, publishers, pool)
     full_cpu, paused_cpu, idle_cpu = _cpu_rate(start, end), _cpu_rate(*paused), _cpu_rate(*idle)
     forwarded = _rate(start, end, "rtp_packets_out") - _rate(*paused, "rtp_packets_out")
     ingested = _rate(*paused, "rtp_packets_in")
