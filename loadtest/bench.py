@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from loadtest.bench_floor import run_floor
 from loadtest.bench_forward import ForwardOptions, format_report, result_json, run_forward
 from loadtest.bench_paths import run_paths
 
@@ -74,11 +75,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     paths.add_argument("--no-transport-cc", action="store_true",
                        help="subscribers without transport-cc (no stamping)")
     paths.add_argument("--json", action="store_true", help="print JSON")
+    floor = benches.add_parser(
+        "floor",
+        help="SRTP protect and UDP send alone: the floor under each forwarded copy",
+        description="Time libsrtp's protect (AEAD AES-256-GCM) and a non-blocking sendto to "
+                    "a receiver process reading on loopback, as the SFU's wire does them.")
+    floor.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.bench == "paths":
         return _paths(args)
+    if args.bench == "floor":
+        return _floor(args)
     if args.bench != "forward":  # pragma: no cover - argparse only allows known benches
         return 2
     try:
@@ -129,4 +138,14 @@ def _paths(args: argparse.Namespace) -> int:
               f"{result.copy_us_per_forwarded_packet:.2f} µs per copy "
               f"({result.packets} packets, {result.subscribers} subscribers, transport-cc "
               f"{'on' if result.transport_cc else 'off'}; no SRTP, no sendto)")
+    return 0
+
+
+def _floor(args: argparse.Namespace) -> int:
+    floor = run_floor()
+    if args.json:
+        print(json.dumps(floor.as_dict(), indent=2))
+    else:
+        print(f"SRTP protect {floor.srtp_protect_us:.2f} µs, sendto {floor.sendto_us:.2f} µs "
+              f"(connected send {floor.connected_send_us:.2f} µs) per 1,228-byte packet")
     return 0

@@ -20,3 +20,11 @@ def test_costs_are_positive_and_every_copy_went_out() -> None:
     assert math.isfinite(result.ingest_us_per_packet) and result.ingest_us_per_packet > 0
     assert math.isfinite(result.copy_us_per_forwarded_packet)
     assert result.copy_us_per_forwarded_packet > 0
+
+
+def test_the_floor_bench_times_protect_and_send() -> None:
+    from loadtest.bench_floor import run_floor
+
+    result = run_floor(runs=1, count=500)
+    assert 0 < result.srtp_protect_us < 1000
+    assert 0 < result.sendto_us < 1000 and 0 < result.connected_send_us < 1000
