@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Protocol
 
 from sfu.gcc import ProbeCluster, SendSideEstimator
 from sfu.twcc import (
     NO_PROBE,
     MalformedFeedback,
-    PacketResult,
     TransportSequencer,
     match_feedback,
     parse_feedback,
@@ -33,13 +31,6 @@ HIGH_LOSS = 0.10  # GCC's loss-based bands (draft-ietf-rmcat-gcc-02 §6): above 
 LOSS_WINDOW = 0.25  # seconds: shortest interval a loss fraction is measured over
 PADDING_BYTES = 255  # the most one padding-only packet can carry (RFC 3550 §5.1)
 MAX_PROBE_PACKETS = 200  # per cluster, whatever the estimator asks
-MAX_TRACKED_REPAIRS = 512  # retransmissions whose fate the feedback is awaited for
-
-
-class Repairer(Protocol):
-    """Who sent a retransmission, to send it again if the feedback says it was lost."""
-
-    def repair(self, sequence: int) -> None: ...
 
 
 class SubscriberBandwidth:
@@ -55,20 +46,6 @@ class SubscriberBandwidth:
         self._congested_until = -CONGESTION_HOLD_MAX
         self._hold = CONGESTION_HOLD
         self._loss = _LossWindow()
-        self._repairs: dict[int, tuple[Repairer, int]] = {}
-        self.repairs_lost = 0  # retransmissions the subscriber's feedback reported lost
-
-    def note_repair(self, transport_sequence: int, owner: Repairer, sequence: int) -> None:
-        """A retransmission of media ``sequence`` went out as ``transport_sequence``.
-
-        A receiver may ask for a lost packet only once (aiortc asks again only
-        when a new gap appears): if the repair is lost too on a congested link,
-        its jitter buffer waits for it until it overflows. Transport-cc
-        feedback says whether the repair arrived; if not, the owner sends it again.
-        """
-        if len(self._repairs) >= MAX_TRACKED_REPAIRS:
-            self._repairs.clear()
-        self._repairs[transport_sequence] = (owner, sequence)
 
     def stamp(self, size: int, probe_cluster: int = NO_PROBE) -> bytes:
         """The 2-byte transport-cc extension value for a packet about to be sent."""
@@ -92,17 +69,6 @@ class SubscriberBandwidth:
             self.estimator.on_feedback(results, now * 1000.0)
             self.feedback_reports += 1
             self._last_feedback = now
-            if self._repairs:
-                self._repair_lost(results)
-
-    def _repair_lost(self, results: list[PacketResult]) -> None:
-        repairs = self._repairs
-        for result in results:
-            entry = repairs.pop(result.sequence, None)
-            if entry is not None and result.arrival_time_us is None:
-                self.repairs_lost += 1
-                owner, sequence = entry
-                owner.repair(sequence)
 
     @property
     def send_side_active(self) -> bool:

@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from sfu.producer import MediaPacket, Producer, SenderReport
 
 RETRANSMIT_HOLD_OFF = 0.05  # s: one NACKed packet is resent at most this often
-MAX_REPAIRS = 3  # sends of one retransmission the subscriber's feedback reported lost
 MAX_REMEMBERED_RETRANSMISSIONS = 512
 
 
@@ -118,7 +117,6 @@ class Consumer:
         self._sent: PacketCache[tuple[MediaPacket, _Segment]] = PacketCache()
         self._clock_rate = 90000 if producer.kind == "video" else 48000
         self._retransmitted_at: dict[int, float] = {}
-        self._repairs_sent: dict[int, int] = {}  # sequence -> resends after a lost repair
         self._extension_ids: tuple[int, int, int] = (0, 0, 0)
         self._mid_value = b""
         self._layout: HeaderLayout | None = None  # None: build each header the general way
@@ -350,7 +348,6 @@ class Consumer:
         now = time.monotonic()
         if len(self._retransmitted_at) > MAX_REMEMBERED_RETRANSMISSIONS:
             self._retransmitted_at.clear()
-            self._repairs_sent.clear()
         for sequence in lost[:64]:
             previous = self._retransmitted_at.get(sequence)
             if previous is None:
@@ -367,19 +364,7 @@ class Consumer:
             if data is None:
                 continue
             self._counters.retransmissions += 1
-            if self._transport_cc_id:
-                self._bandwidth.note_repair(self._sequencer.last_sequence, self, sequence)
             self._send(data)
-
-    def repair(self, sequence: int) -> None:
-        """The retransmission of ``sequence`` was reported lost: send it again, a few times."""
-        attempts = self._repairs_sent.get(sequence, 0)
-        if attempts >= MAX_REPAIRS:
-            return
-        self._repairs_sent[sequence] = attempts + 1
-        self._retransmitted_at.pop(sequence, None)  # the feedback is the news: no hold-off
-        self.packets_nacked -= 1  # the same loss, not a new one
-        self.retransmit([sequence])
 
     def _retransmission(self, packet: MediaPacket, sequence: int,
                         segment: _Segment) -> bytes | None:
