@@ -96,6 +96,17 @@ def visio_server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
+    """``visio serve --workers 2`` where a room spans the second worker as soon as the first
+    serves one of its participants: every pair of participants is split across the two."""
+    server = start_server(tmp_path, "--workers", "2", "--room-participants-per-worker", "1")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+@pytest.fixture
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS

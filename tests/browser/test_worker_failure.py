@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,30 +14,20 @@ import pytest
 from tests.browser.test_reconnect import REMOTE_PLAYING_JS
 from tests.browser.test_room_features import PORTRAIT_810, console_errors
 from tests.browser.test_web_client import LANDSCAPE_TABLET, Room
-from tests.conftest import ServerProcess, start_server, stop_server
+from tests.conftest import ServerProcess
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def spread_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """Two workers, one participant of a room each: the teacher on 0, the pupil on 1."""
-    server = start_server(tmp_path, "--workers", "2", "--room-participants-per-worker", "1")
-    try:
-        yield server
-    finally:
-        stop_server(server)
-
-
 async def test_page_rejoins_after_its_worker_is_killed(
-        browser: Any, spread_server: ServerProcess, artifacts: Path) -> None:
-    room = Room(browser, spread_server.base_url, artifacts)
+        browser: Any, two_workers: ServerProcess, artifacts: Path) -> None:
+    room = Room(browser, two_workers.base_url, artifacts)
     try:
         teacher = await room.join("Mme Martin", LANDSCAPE_TABLET)
         pupil = await room.join("Léo", PORTRAIT_810)
         await teacher.wait_for_video_of(pupil)
         await pupil.wait_for_video_of(teacher)
-        workers = spread_server.stats()["workers"]
+        workers = two_workers.stats()["workers"]
         assert [w["participants"] for w in workers] == [1, 1], workers
 
         started = time.monotonic()
@@ -50,7 +39,7 @@ async def test_page_rejoins_after_its_worker_is_killed(
         elapsed = time.monotonic() - started
         assert elapsed < 10, f"back after {elapsed:.1f} s"
         await pupil.page.screenshot(path=str(artifacts / "worker-failure-rejoined-810.png"))
-        assert spread_server.process.poll() is None
+        assert two_workers.process.poll() is None
         assert await teacher.page.locator("figure[data-participant-id]").count() == 1
         errors = console_errors(room.people)
         assert not errors, errors

@@ -11,27 +11,15 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess, start_server, stop_server
+from tests.conftest import ServerProcess
 from tests.media.peer import Received, TestPeer
 
 pytestmark = pytest.mark.media
-
-
-@pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[ServerProcess]:
-    """Two workers, and a room spans the second as soon as the first serves one of its
-    participants: every pair of participants is then split across the workers."""
-    server = start_server(tmp_path, "--workers", "2", "--room-participants-per-worker", "1")
-    try:
-        yield server
-    finally:
-        stop_server(server)
 
 
 def frames_from(receiver: TestPeer, sender: TestPeer) -> int:
@@ -41,6 +29,25 @@ def frames_from(receiver: TestPeer, sender: TestPeer) -> int:
 def workers(server: ServerProcess) -> list[dict[str, Any]]:
     stats: list[dict[str, Any]] = server.stats()["workers"]
     return stats
+
+
+def alice_and_bob(base_url: str, room: str) -> list[TestPeer]:
+    return [TestPeer(base_url, room, name, size=size)
+            for name, size in (("alice", (320, 240)), ("bob", (256, 192)))]
+
+
+async def join_and_publish(peers: list[TestPeer]) -> None:
+    """Everyone joins before anyone publishes, so each worker gets one of them."""
+    for peer in peers:
+        await peer.join()
+    for peer in peers:
+        await peer.publish()
+
+
+async def see_each_other(peers: list[TestPeer], timeout: float, again: str = "") -> None:
+    a, b = peers
+    await a.wait_for(lambda: frames_from(a, b) > 5, timeout, f"video from bob{again}")
+    await b.wait_for(lambda: frames_from(b, a) > 5, timeout, f"video from alice{again}")
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -94,16 +101,10 @@ async def rejoin(base_url: str, peer: TestPeer) -> TestPeer:
 
 async def test_killed_worker_participants_rejoin_and_decode_within_10_s(
         two_workers: ServerProcess) -> None:
-    peers = [TestPeer(two_workers.base_url, "sturdy", name, size=size)
-             for name, size in (("alice", (320, 240)), ("bob", (256, 192)))]
+    peers = alice_and_bob(two_workers.base_url, "sturdy")
     try:
-        for peer in peers:
-            await peer.join()
-        for peer in peers:
-            await peer.publish()
-        a, b = peers
-        await a.wait_for(lambda: frames_from(a, b) > 5, 20, "video from bob")
-        await b.wait_for(lambda: frames_from(b, a) > 5, 20, "video from alice")
+        await join_and_publish(peers)
+        await see_each_other(peers, 20)
         before = workers(two_workers)
         victim = before[0]
         os.kill(victim["pid"], signal.SIGKILL)
@@ -119,11 +120,7 @@ async def test_killed_worker_participants_rejoin_and_decode_within_10_s(
             assert response.status == 200
         index = peers.index(victims[0])
         peers[index] = await rejoin(two_workers.base_url, victims[0])
-        a, b = peers
-        await a.wait_for(lambda: frames_from(a, b) > 5, 10 - (time.monotonic() - killed_at),
-                         "video from bob again")
-        await b.wait_for(lambda: frames_from(b, a) > 5, 10 - (time.monotonic() - killed_at),
-                         "video from alice again")
+        await see_each_other(peers, 10 - (time.monotonic() - killed_at), " again")
         assert time.monotonic() - killed_at < 10
         await wait_until(lambda: all(w["alive"] for w in workers(two_workers)), 20,
                          "the killed worker to be restarted")
@@ -187,15 +184,11 @@ async def test_drained_worker_moves_its_participants_to_the_other(
         two_workers: ServerProcess) -> None:
     """``visio workers drain 0 --migrate``: worker 0's participant is told to rejoin, lands
     on worker 1 (worker 0 takes nobody new), and decodes the other participant again."""
-    peers = [TestPeer(two_workers.base_url, "moving", name, size=size)
-             for name, size in (("alice", (320, 240)), ("bob", (256, 192)))]
+    peers = alice_and_bob(two_workers.base_url, "moving")
     try:
-        for peer in peers:
-            await peer.join()
-        for peer in peers:
-            await peer.publish()
-        a, b = peers
-        await a.wait_for(lambda: frames_from(a, b) > 5, 20, "video from bob")
+        await join_and_publish(peers)
+        await see_each_other(peers, 20)
+        a = peers[0]
         assert [w["participants"] for w in workers(two_workers)] == [1, 1]
         drained = subprocess.run(
             [sys.executable, "-m", "signaling", "workers", "--url", two_workers.base_url,
@@ -204,9 +197,8 @@ async def test_drained_worker_moves_its_participants_to_the_other(
                                               "told_to_rejoin": 1}
         await wait_until(lambda: a.signaling.closed.is_set(), 5, "alice to be disconnected")
         assert [e["reason"] for e in a.events if e["type"] == "left"] == ["worker_drained"]
-        peers[0] = a = await rejoin(two_workers.base_url, a)
-        await a.wait_for(lambda: frames_from(a, b) > 5, 10, "video from bob again")
-        await b.wait_for(lambda: frames_from(b, a) > 5, 10, "video from alice again")
+        peers[0] = await rejoin(two_workers.base_url, a)
+        await see_each_other(peers, 10, " again")
         served = workers(two_workers)
         assert [w["participants"] for w in served] == [0, 2], served
         assert [w["draining"] for w in served] == [True, False]
