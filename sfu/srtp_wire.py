@@ -86,6 +86,9 @@ class RtpWire:
         pair = nominated.get(1)
         if pair is not self._pair and not self._adopt(pair):
             return False
+        sock = self._socket
+        if sock is None:  # closed, or the nominated pair went away: nowhere to send
+            return False
         head = len(header)
         size = head + len(payload)
         if size > self._capacity:
@@ -98,7 +101,7 @@ class RtpWire:
         if lib.srtp_protect(self._context, self._cdata, length):
             return False
         try:
-            self._socket.sendto(self._view[:length[0]], self._addr)  # type: ignore[union-attr]
+            sock.sendto(self._view[:length[0]], self._addr)
         except BlockingIOError:
             self.dropped_backlog += 1
             return False
@@ -108,7 +111,7 @@ class RtpWire:
 
     def _adopt(self, pair: Any) -> bool:
         """Send on the pair aioice nominated (again after a pair change)."""
-        self.close()
+        self._release()
         transport = pair.protocol.transport if pair is not None else None
         if transport is None or transport.is_closing():
             return False
@@ -121,7 +124,12 @@ class RtpWire:
         return True
 
     def close(self) -> None:
-        """Release the duplicate socket (the connection is closing)."""
+        """The connection is closing: release the socket, and never adopt a pair again
+        (a consumer may still forward a packet before it is removed)."""
+        self._release()
+        self._nominated = {}
+
+    def _release(self) -> None:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
