@@ -54,6 +54,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     forward.add_argument("--transport-cc", action="store_true",
                          help="subscribers send transport-cc feedback like browsers, so the "
                               "SFU stamps every packet and runs its send-side estimator")
+    forward.add_argument("--sinks", type=int, default=defaults.sinks,
+                         help="of the subscribers, this many drop their media in the kernel "
+                              "once it flows (the SFU's work is unchanged, the generator's "
+                              "gone); the others go on measuring loss")
+    forward.add_argument("--replay", action="store_true",
+                         help="publishers replay pre-encoded VP8 instead of encoding live "
+                              "(about 0.2 core less for the load generator)")
     forward.add_argument("--server-cpu", type=int, default=defaults.server_cpu,
                          help=f"core the SFU process is pinned to (default {defaults.server_cpu})")
     forward.add_argument("--client-cpu", type=int, default=defaults.client_cpu,
@@ -104,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
             fps=args.fps,
             audio=args.audio,
             transport_cc=args.transport_cc,
+            sinks=args.sinks,
+            replay=args.replay,
             pin=not args.no_pin,
             server_cpu=args.server_cpu,
             client_cpu=args.client_cpu,

@@ -44,6 +44,7 @@ from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import VideoFrame
 
+from loadtest.media_library import ReplayTrack, vp8_clip
 from loadtest.proc_stats import (
     allowed_cpus,
     core_times,
@@ -53,7 +54,7 @@ from loadtest.proc_stats import (
     tree_cpu,
 )
 from loadtest.signaling_client import SignalingClient
-from loadtest.subscriber_pool import PoolSample, SubscriberPool
+from loadtest.subscriber_pool import JOIN_SECONDS, PoolSample, SubscriberPool
 from sfu.aiortc_bridge import (
     IceSettings,
     configure_aiortc,
@@ -95,6 +96,13 @@ class ForwardOptions:
     # Subscribers answer transport-cc and report arrivals like browsers, so the SFU stamps
     # every packet and runs its send-side estimator (and probes) for each of them.
     transport_cc: bool = False
+    # Of the subscribers, this many drop their media in the kernel once it flows
+    # (``loadtest.kernel_sink``): the SFU's work is unchanged, the generator's is gone, and
+    # the rest go on reading and measuring loss. For fan-outs the generator could not read.
+    sinks: int = 0
+    # The publishers replay pre-encoded VP8 (``loadtest.media_library``) instead of
+    # encoding live: ~0.2 core less for the generator, the same packets for the SFU.
+    replay: bool = False
     pin: bool = True
     server_cpu: int = 0
     client_cpu: int = 1
@@ -104,6 +112,9 @@ class ForwardOptions:
     def validate(self) -> None:
         if self.subscribers < 1:
             raise ValueError("--subscribers must be at least 1")
+        if not 0 <= self.sinks < self.subscribers:
+            raise ValueError("--sinks must be 0 to --subscribers - 1: one subscriber at "
+                             "least goes on measuring")
         if not 0 <= self.workers <= 8:
             raise ValueError("--workers must be between 0 and 8")
         if not 1 <= self.publishers <= 8:
@@ -149,6 +160,10 @@ class ForwardOptions:
             parts.append("--audio")
         if self.transport_cc:
             parts.append("--transport-cc")
+        if self.sinks:
+            parts.append(f"--sinks {self.sinks}")
+        if self.replay:
+            parts.append("--replay")
         if not self.pin:
             parts.append("--no-pin")
         elif (self.server_cpu, self.client_cpu) != (defaults.server_cpu, defaults.client_cpu):
@@ -169,7 +184,9 @@ class ForwardResult:
     # The light subscribers' own CPU (their process: receive, counting, RTCP, timers).
     client_cpu_us_per_received_packet: float
     client_cpu_pct: float
-    ingress_loss_pct: float  # publisher packets the SFU did not count as received
+    # publisher packets that never reached the SFU: its RFC 3550 sequence gaps (the count
+    # against the publishers' own would skew by the time between the two reads)
+    ingress_loss_pct: float
     publishers: int
     subscribers: int
     media: str
@@ -210,6 +227,7 @@ class ForwardResult:
     sfu_marginal_us_per_forwarded_packet: float = math.nan
     sfu_marginal_us_per_ingested_packet: float = math.nan
     sfu_idle_cpu_pct: float = math.nan
+    sinks: int = 0  # subscribers whose media the kernel dropped (not in delivered/loss)
 
     @property
     def packets_forwarded(self) -> int:
@@ -392,13 +410,22 @@ class BenchPublisher:
         options = self.options
         if options.audio:
             self.pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-        video = self.pc.addTransceiver(SyntheticVideo(options.width, options.height,
-                                                      options.fps), direction="sendonly")
+        track: ReplayTrack | SyntheticVideo
+        if options.replay:
+            track = ReplayTrack("video", vp8_clip(options.width, options.height,
+                                                  PUBLISHED_BITRATE, options.fps))
+        else:
+            track = SyntheticVideo(options.width, options.height, options.fps)
+        video = self.pc.addTransceiver(track, direction="sendonly")
         original = video.sender._handle_rtcp_packet
 
         async def without_remb(packet: Any) -> None:
-            if not (isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP):
-                await original(packet)  # PLI, NACK, receiver reports
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                return
+            if (isinstance(track, ReplayTrack) and isinstance(packet, RtcpPsfbPacket)
+                    and packet.fmt in (1, 4)):  # PLI, FIR: the clip's next keyframe
+                track.request_keyframe()
+            await original(packet)  # PLI, NACK, receiver reports
 
         override(video.sender, "_handle_rtcp_packet", without_remb)
         pin_ice_addresses(self.pc, LOOPBACK)
@@ -471,6 +498,18 @@ class _Snapshot:
     generator_cpu: float
     cores: dict[int, tuple[int, int, int]]
     client: PoolSample
+    ingress: tuple[int, int]  # the SFU's received, expected publisher packets (sequence)
+
+
+def _ingress(stats: dict[str, Any]) -> tuple[int, int]:
+    """Publisher packets the SFU received and expected (sequence numbers), every source
+    counted once, on its publisher's worker."""
+    received = expected = 0
+    for source in (stats.get("sources") or {}).values():
+        for layer in source.get("layers") or ():
+            received += int(layer.get("received", 0))
+            expected += int(layer.get("expected", 0))
+    return received, expected
 
 
 async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
@@ -489,14 +528,16 @@ async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
     delivered = [(a + b) // 2 for a, b in zip(before.packets, after.packets, strict=True)]
     published = sum([await p.packets_sent() for p in publishers])
     return _Snapshot(at, sfu_user, sfu_system, sfu_runtime, counters, delivered, published,
-                     generator_cpu, cores, after)
+                     generator_cpu, cores, after, _ingress(stats))
 
 
 async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
                               server: _Server) -> None:
-    deadline = time.monotonic() + options.ready_timeout
+    # Every join renegotiates with the room: hundreds take longer than the default allows.
+    timeout = max(options.ready_timeout, options.subscribers * JOIN_SECONDS)
+    deadline = time.monotonic() + timeout
     while True:
-        waiting, errors = await pool.waiting(options.audio)
+        waiting, errors, states = await pool.waiting(options.audio)
         if errors:
             raise RuntimeError("subscriber failed: " + "; ".join(errors[:3]))
         if server.process.poll() is not None:
@@ -505,7 +546,8 @@ async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{waiting} of {options.subscribers} subscribers received no "
-                               f"media within {options.ready_timeout:g} s")
+                               f"media within {timeout:g} s (they are at: "
+                               f"{'; '.join(states[:4])})")
         await asyncio.sleep(0.1)
 
 
@@ -541,7 +583,7 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
     if options.transport_cc:
         configure_aiortc()  # this process's aiortc then answers transport-cc
     pool = SubscriberPool(server.base_url, room, options.subscribers, audio=options.audio,
-                          transport_cc=options.transport_cc)
+                          transport_cc=options.transport_cc, sinks=options.sinks)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
         try:
             for publisher in publishers:
@@ -652,6 +694,14 @@ def _ratios(start: _Snapshot, end: _Snapshot) -> dict[str, float]:
     }
 
 
+def _ingress_loss_pct(start: _Snapshot, end: _Snapshot) -> float:
+    received = end.ingress[0] - start.ingress[0]
+    expected = end.ingress[1] - start.ingress[1]
+    if expected <= 0:
+        return math.nan
+    return 100 * max(0, expected - received) / expected
+
+
 def _median(samples: list[dict[str, float]], key: str) -> float:
     values = [s[key] for s in samples if math.isfinite(s[key])]
     return statistics.median(values) if values else math.nan
@@ -668,7 +718,8 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
     # user/system: tick-sampled split, for information; cpu: the scheduler's exact runtime
     user, system = end.sfu_user - start.sfu_user, end.sfu_system - start.sfu_system
     cpu = end.sfu_runtime - start.sfu_runtime
-    delivered = [b - a for a, b in zip(start.delivered, end.delivered, strict=True)]
+    readers = options.subscribers - options.sinks
+    delivered = [b - a for a, b in zip(start.delivered, end.delivered, strict=True)][:readers]
     cores: dict[int, dict[str, float]] = {}
     for core, (busy, steal, total) in end.cores.items():
         busy0, steal0, total0 = start.cores.get(core, (busy, steal, total))
@@ -692,9 +743,10 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
         sfu_cpu_pct=_median(samples, "sfu_cpu_pct"),
         client_cpu_us_per_received_packet=_median(samples, "client_cpu_us_per_received_packet"),
         client_cpu_pct=_median(samples, "client_cpu_pct"),
-        ingress_loss_pct=100 * max(0, 1 - packets_in / max(1, end.published - start.published)),
+        ingress_loss_pct=_ingress_loss_pct(start, end),
         publishers=options.publishers,
         subscribers=options.subscribers,
+        sinks=options.sinks,
         media=media,
         warmup_s=round(warmup[0], 2),
         bitrate_settled=warmup[1],
@@ -717,7 +769,9 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
         delivered=sum(delivered),
         delivered_per_subscriber_min=min(delivered),
         delivered_per_subscriber_max=max(delivered),
-        delivery_ratio=sum(delivered) / packets_out if packets_out else float("nan"),
+        # per reading subscriber: sinks' packets are forwarded but not counted as delivered
+        delivery_ratio=(sum(delivered) / (packets_out * readers / options.subscribers)
+                        if packets_out else float("nan")),
         delivered_pps_min=min(per_second, default=float("nan")),
         delivered_pps_max=max(per_second, default=float("nan")),
         publisher_packets_sent=end.published - start.published,
@@ -737,7 +791,8 @@ def run_forward(options: ForwardOptions) -> ForwardResult:
     original_affinity = os.sched_getaffinity(0)
     log_dir = Path(tempfile.mkdtemp(prefix="visio-bench-"))
     server = _start_server(options, log_dir)
-    budget = options.ready_timeout + options.max_warmup + options.duration + 60
+    budget = (options.ready_timeout + options.max_warmup + options.duration + 60
+              + 2 * options.subscribers * JOIN_SECONDS)
     try:
         async def bounded() -> ForwardResult:
             return await asyncio.wait_for(_drive(options, server), budget)
@@ -760,7 +815,8 @@ def format_report(result: ForwardResult) -> str:
     rows = [
         ("command", result.command),
         ("media", f"{result.publishers} publisher(s) ({result.media} each) -> "
-                  f"{result.subscribers} subscribers"),
+                  f"{result.subscribers} subscribers"
+                  + (f" ({result.sinks} of them kernel sinks)" if result.sinks else "")),
         ("warm-up", f"{result.warmup_s:.1f} s after every subscriber had media"
                     + ("" if result.bitrate_settled else " (encoder bitrate NOT fixed)")),
         ("encoder target", f"{result.encoder_target_bps_start / 1e6:.2f} Mbit/s at the "

@@ -35,6 +35,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
 
+from loadtest.kernel_sink import drop_media_in_kernel
 from loadtest.media_library import VIDEO_PRESETS, ReplayTrack, opus_clip, vp8_clip
 from loadtest.rtcp_timer import RtcpTicker
 from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter
@@ -162,6 +163,7 @@ class LightParticipant:
         self._direct: asyncio.Task[None] | None = None
         self._ticker: RtcpTicker | None = None
         self._readers: list[SocketReader] = []
+        self.sink = False  # media dropped in the kernel (``become_sink``)
         self.receive_path_note = ""  # why the socket could not be taken over, if it could not
         self._rtcp_ssrc = random.getrandbits(32)
         self._phase = random.randrange(REPORT_TICKS)  # spreads the reports over the second
@@ -328,6 +330,31 @@ class LightParticipant:
                     self.receive_path_note = f"socket not taken over: {exc}"
             direct = DirectReceive(dtls._rx_srtp, self._counter, protocol.datagram_received)
             protocol.datagram_received = direct.datagram_received
+
+    def connection_state(self) -> str:
+        """Where the subscription stands, for a report on who is still waiting for media."""
+        pc = self.subscribe_pc
+        if pc is None:
+            return "no subscribe offer yet"
+        dtls = self._dtls.state if self._dtls is not None else "none"
+        return (f"ice {pc.iceConnectionState}, dtls {dtls}, "
+                f"{len(self.streams)} stream(s), {self.packets} packet(s)")
+
+    def become_sink(self) -> bool:
+        """Drop this subscriber's media in the kernel from now on (``loadtest.kernel_sink``).
+
+        Its counters stop and its RTCP stops with them (a receiver report would
+        describe packets it no longer sees); ICE consent and DTLS go on. False
+        when no socket was taken over (nothing to attach the filter to).
+        """
+        if not self._readers:
+            return False
+        for reader in self._readers:
+            drop_media_in_kernel(reader.get_extra_info("socket"))
+        if self._ticker is not None:
+            self._ticker.remove(id(self))
+        self.sink = True
+        return True
 
     def _tick(self, number: int) -> None:
         """The process's RTCP timer: receiver reports, NACKs, transport-cc feedback."""

@@ -13,7 +13,12 @@ child's stdin and reads one JSON line back on its stdout:
     {"command": "sample"}   -> {"cpu": 1.25, "packets": [..], "lost": 0, "expected": 0}
     {"command": "stop"}     -> {"stopped": true}
 
-    python -m loadtest.subscriber_pool --url URL --room ROOM --count N [--audio]
+    python -m loadtest.subscriber_pool --url URL --room ROOM --count N [--audio] [--sinks K]
+
+With ``--sinks K`` the last K subscribers turn into kernel sinks
+(``loadtest.kernel_sink``) as soon as each has received video: joining
+hundreds of readers first would saturate the machine (and time handshakes
+out) before the measurement even starts.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import uvloop
 
 from loadtest.participant import LightParticipant, ParticipantConfig
 
-REPLY_TIMEOUT = 60.0  # s: starting N participants one after the other takes a while
+REPLY_TIMEOUT = 60.0  # s for a reply
+JOIN_SECONDS = 0.25  # s per participant allowed at start (they join one after the other)
 STOP_TIMEOUT = 20.0
 
 
@@ -51,12 +57,15 @@ class SubscriberPool:
     """N listening ``LightParticipant``s in a child process (see the module docstring)."""
 
     def __init__(self, base_url: str, room: str, count: int, *, audio: bool,
-                 transport_cc: bool) -> None:
+                 transport_cc: bool, sinks: int = 0) -> None:
         self.arguments = ["--url", base_url, "--room", room, "--count", str(count)]
+        self._start_timeout = max(REPLY_TIMEOUT, count * JOIN_SECONDS)
         if audio:
             self.arguments.append("--audio")
         if transport_cc:
             self.arguments.append("--transport-cc")
+        if sinks:
+            self.arguments += ["--sinks", str(sinks)]
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
@@ -64,15 +73,15 @@ class SubscriberPool:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "loadtest.subscriber_pool", *self.arguments,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-        reply = await self._read()
+        reply = await self._read(self._start_timeout)
         if not reply.get("started"):
             raise RuntimeError(f"subscriber pool failed to start: {reply.get('error')}")
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read(self, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
         process = self._process
         if process is None or process.stdout is None:
             raise RuntimeError("subscriber pool not started")
-        line = await asyncio.wait_for(process.stdout.readline(), REPLY_TIMEOUT)
+        line = await asyncio.wait_for(process.stdout.readline(), timeout)
         if not line:
             raise RuntimeError(f"subscriber pool exited with {await process.wait()}")
         reply: dict[str, Any] = json.loads(line)
@@ -86,10 +95,11 @@ class SubscriberPool:
         await process.stdin.drain()
         return await self._read()
 
-    async def waiting(self, audio: bool) -> tuple[int, list[str]]:
-        """How many subscribers lack media (video, and audio if published), and errors."""
+    async def waiting(self, audio: bool) -> tuple[int, list[str], list[str]]:
+        """How many subscribers lack media (video, and audio if published), errors, and
+        the connection states the waiting ones are in."""
         reply = await self._request("waiting")
-        return int(reply["waiting"]), list(reply["errors"])
+        return int(reply["waiting"]), list(reply["errors"]), list(reply.get("states", []))
 
     async def hide(self, sources: list[str]) -> None:
         """Every subscriber tells the SFU these videos are off-screen (it pauses them)."""
@@ -118,13 +128,14 @@ class SubscriberPool:
 
 
 def _waiting(participants: list[LightParticipant], audio: bool) -> dict[str, Any]:
-    waiting = 0
+    waiting: list[LightParticipant] = []
     for participant in participants:
         kinds = {s.kind for s in participant.streams.values() if s.packets and not s.rtx}
         if "video" not in kinds or (audio and "audio" not in kinds):
-            waiting += 1
+            waiting.append(participant)
     errors = [f"{p.config.name}: {p.error}" for p in participants if p.error]
-    return {"waiting": waiting, "errors": errors}
+    return {"waiting": len(waiting), "errors": errors,
+            "states": sorted({p.connection_state() for p in waiting})}
 
 
 def _sample(participants: list[LightParticipant]) -> dict[str, Any]:
@@ -135,6 +146,23 @@ def _sample(participants: list[LightParticipant]) -> dict[str, Any]:
             expected += stream.expected
     return {"cpu": time.process_time(), "packets": [p.packets for p in participants],
             "lost": lost, "expected": expected}
+
+
+SINK_CHECK_INTERVAL = 0.1  # s
+
+
+async def _sink_when_flowing(candidates: list[LightParticipant]) -> None:
+    """Each candidate becomes a kernel sink once its video flows (see the module docstring)."""
+    pending = list(candidates)
+    while pending:
+        await asyncio.sleep(SINK_CHECK_INTERVAL)
+        still = []
+        for participant in pending:
+            flowing = any(s.packets and s.kind == "video" and not s.rtx
+                          for s in participant.streams.values())
+            if not flowing or not participant.become_sink():
+                still.append(participant)
+        pending = still
 
 
 def _reply(message: dict[str, Any]) -> None:
@@ -149,6 +177,8 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    sinks = max(0, min(args.sinks, args.count - 1))  # one at least goes on measuring
+    sinking = asyncio.ensure_future(_sink_when_flowing(participants[args.count - sinks:]))
     try:
         for participant in participants:
             await participant.start()
@@ -179,6 +209,7 @@ async def _serve(args: argparse.Namespace) -> None:
     except Exception as exc:  # reported to the parent, which fails the benchmark
         _reply({"started": False, "error": f"{type(exc).__name__}: {exc}"})
     finally:
+        sinking.cancel()
         await asyncio.gather(*(p.stop() for p in participants), return_exceptions=True)
         _reply({"stopped": True})
 
@@ -191,6 +222,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--audio", action="store_true")
     parser.add_argument("--transport-cc", action="store_true")
+    parser.add_argument("--sinks", type=int, default=0)
     uvloop.run(_serve(parser.parse_args()))
     return 0
 

@@ -205,7 +205,11 @@ class Producer:
         return [{"rid": layer.rid, "ssrc": layer.ssrc, "active": layer.active(now),
                  "requested": told is None or told[layer.index],  # publish_layers
                  "bitrate": layer.bitrate.bps(now), "width": layer.width,
-                 "height": layer.height} for layer in self.layers]
+                 "height": layer.height,
+                 # ingress loss as sequence gaps (the publisher's packets that never came)
+                 "received": sum(r.packets_received for r in layer.reception.values()),
+                 "expected": sum(r.packets_expected for r in layer.reception.values())}
+                for layer in self.layers]
 
     def describe(self) -> dict[str, str]:
         return {"id": self.id, "participant_id": self.participant_id, "kind": self.kind}

@@ -87,9 +87,14 @@ class ReceptionStats:
     def extended_max_seq(self) -> int:
         return self._cycles + max(self._max_seq, 0)
 
+    @property
+    def packets_expected(self) -> int:
+        """Sequence numbers from the first packet to the newest (RFC 3550 A.3), 0 before any."""
+        return 0 if self._max_seq < 0 else self.extended_max_seq - self._base_ext_seq + 1
+
     def report(self) -> ReportBlock:
         """The next report block; resets the interval used for the fraction lost."""
-        expected = self.extended_max_seq - self._base_ext_seq + 1
+        expected = self.packets_expected
         lost = max(0, min(expected - self.packets_received, 0x7FFFFF))
         expected_interval = expected - self._expected_prior
         received_interval = self.packets_received - self._received_prior

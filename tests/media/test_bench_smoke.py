@@ -86,6 +86,10 @@ def test_bench_forward_command_line_defaults() -> None:
     assert (args.subscribers, args.publishers, args.duration, args.audio, args.json) == (
         3, 2, 4.0, True, True)
     assert bench.main(parser.parse_args(["forward", "--publishers", "0"])) == 2  # refused
+    # one subscriber at least must go on measuring
+    assert bench.main(parser.parse_args(["forward", "--subscribers", "3", "--sinks", "3"])) == 2
+    args = parser.parse_args(["forward", "--sinks", "5", "--replay"])
+    assert (args.sinks, args.replay) == (5, True)
 
 
 def test_forward_bench_with_transport_cc_subscribers_and_two_publishers() -> None:
@@ -103,3 +107,23 @@ def test_forward_bench_with_transport_cc_subscribers_and_two_publishers() -> Non
     assert result.counters_delta["consumer_errors"] == 0
     assert "--transport-cc" in result.command and "--publishers 2" in result.command
     assert_headline(result, 2, 2)
+
+
+def test_forward_bench_with_kernel_sinks_and_a_replayed_publisher() -> None:
+    """Three of four subscribers drop their media in the kernel once it flows: the SFU still
+    forwards to all four (fan-out 4), the one reader receives everything and measures loss,
+    and the publisher replays pre-encoded VP8 (no encoder)."""
+    affinity = os.sched_getaffinity(0)
+    options = ForwardOptions(subscribers=4, sinks=3, replay=True, duration=2.0, repeats=2,
+                             warmup=1.0, max_warmup=5.0, pin=len(affinity) >= 2,
+                             server_cpu=min(affinity), client_cpu=max(affinity))
+    result = run_forward(options)
+    assert result.sinks == 3 and "--sinks 3 --replay" in result.command
+    assert_headline(result, 4, 1)
+    assert result.packets_out >= 3.5 * result.packets_in  # the sinks are still served
+    assert result.delivered_per_subscriber_min > 0  # the reader's packets, not a sink's 0
+    assert 0.9 <= result.delivery_ratio <= 1.1
+    assert math.isfinite(result.ingress_loss_pct) and result.ingress_loss_pct < 5
+    assert result.counters_delta["send_failures"] == 0
+    assert result.generator_cpu_percent < 10  # no live encoder (640x480 live: ~18 %)
+    assert "(3 of them kernel sinks)" in format_report(result)
