@@ -38,7 +38,7 @@ import uvloop
 from loadtest.participant import LightParticipant, ParticipantConfig
 
 REPLY_TIMEOUT = 60.0  # s for a reply
-JOIN_SECONDS = 0.25  # s per participant allowed at start (they join one after the other)
+JOIN_SECONDS = 0.5  # s per participant allowed at start (one after the other, each slower)
 STOP_TIMEOUT = 20.0
 
 

@@ -100,7 +100,7 @@ class Consumer:
         self.closed = False
         self.packets_sent = 0
         self.octets_sent = 0
-        self.packets_nacked = 0  # distinct packets the subscriber reported lost
+        self.packets_nacked = 0  # distinct packets sent to the subscriber that it reported lost
         self._counters = counters
         self._bandwidth = bandwidth
         self._transport_cc_id = 0
@@ -350,15 +350,18 @@ class Consumer:
             self._retransmitted_at.clear()
         for sequence in lost[:64]:
             previous = self._retransmitted_at.get(sequence)
-            if previous is None:
-                self.packets_nacked += 1
-            elif now - previous < RETRANSMIT_HOLD_OFF:
+            if previous is not None and now - previous < RETRANSMIT_HOLD_OFF:
                 continue
             self._retransmitted_at[sequence] = now
             sent = self._sent.get(sequence)
             if sent is None:
                 self._counters.nack_misses += 1
                 continue  # never sent, or too old to be worth it
+            if previous is None:
+                # This subscriber's link lost it. A gap the publisher's link made (the SFU
+                # never had the packet) is NACKed too, but must not pause this subscriber's
+                # video as downlink congestion: with a lossy publisher, everyone's would.
+                self.packets_nacked += 1
             packet, segment = sent
             data = self._retransmission(packet, sequence, segment)
             if data is None:

@@ -23,6 +23,10 @@ class RecordingWire:
         self.sequences.append(int.from_bytes(header[2:4], "big"))
         return True
 
+    def send_rtp(self, packet: bytes) -> bool:
+        """A retransmission: the whole packet at once."""
+        return self.send(packet, b"")
+
 
 def _slot(wire: RecordingWire) -> types.SimpleNamespace:
     """What an OutboundSlot carries once the subscriber's answer is in (no aiortc here)."""
@@ -30,8 +34,8 @@ def _slot(wire: RecordingWire) -> types.SimpleNamespace:
         payload_types={"video/vp8": 96}, rtx_payload_types={}, ssrc=555, rtx_ssrc=0,
         next_sequence=1000, next_rtx_sequence=0, last_timestamp=0, last_sent_at=None,
         last_picture_id=None, last_tl0picidx=None, last_vp8=None, last_vp8_segment=None,
-        wire=wire, extension_ids={MID_URI: 1, ABS_SEND_TIME_URI: 2}, mid="1", send_errors=0,
-        kind="video")
+        wire=wire, send_rtp=wire.send_rtp, extension_ids={MID_URI: 1, ABS_SEND_TIME_URI: 2},
+        mid="1", send_errors=0, kind="video")
 
 
 def _packet(sequence: int, *, keyframe: bool = False, padding: bool = False) -> bytes:
@@ -46,6 +50,10 @@ def _packet(sequence: int, *, keyframe: bool = False, padding: bool = False) -> 
 
 
 async def _stream(sequences: list[tuple[int, str]]) -> list[int]:
+    return (await _consumer_fed(sequences))[1].sequences
+
+
+async def _consumer_fed(sequences: list[tuple[int, str]]) -> tuple[Consumer, RecordingWire]:
     async def nothing(*_: object) -> None:
         return None
 
@@ -61,7 +69,7 @@ async def _stream(sequences: list[tuple[int, str]]) -> list[int]:
     for sequence, kind in sequences:
         data = _packet(sequence, keyframe=kind == "key", padding=kind == "pad")
         producer.on_packet(0, data, parse_header(data), sequence / 100, None)
-    return wire.sequences
+    return consumer, wire
 
 
 async def test_padding_in_the_stream_leaves_no_gap_for_the_subscriber() -> None:
@@ -89,3 +97,18 @@ async def test_padding_is_not_folded_while_an_earlier_packet_awaits_its_repair()
     sent = await _stream([(10, "key"), (11, "media"), (13, "media"), (14, "pad"),
                           (15, "media"), (12, "media")])
     assert sent == [1000, 1001, 1003, 1005, 1002]
+
+
+async def test_a_nack_counts_as_this_links_loss_only_for_a_packet_it_was_sent() -> None:
+    """12 never reached the SFU (the publisher's link lost it): the subscriber sees the hole
+    and NACKs it, but that is not its own link's loss, which would pause its video."""
+    consumer, wire = await _consumer_fed([(10, "key"), (11, "media"), (13, "media")])
+    assert wire.sequences == [1000, 1001, 1003]
+    consumer.retransmit([1002])
+    assert consumer.packets_nacked == 0
+    assert consumer._counters.nack_misses == 1
+    consumer.retransmit([1001])  # sent, and lost on the way to the subscriber
+    assert consumer.packets_nacked == 1
+    assert wire.sequences[-1] == 1001  # resent
+    consumer.retransmit([1001])  # asked again at once: neither resent nor counted twice
+    assert consumer.packets_nacked == 1
