@@ -228,6 +228,7 @@ class ForwardResult:
     sfu_marginal_us_per_ingested_packet: float = math.nan
     sfu_idle_cpu_pct: float = math.nan
     sinks: int = 0  # subscribers whose media the kernel dropped (not in delivered/loss)
+    videos_paused: int = 0  # times in the window the SFU paused a subscriber's video
 
     @property
     def packets_forwarded(self) -> int:
@@ -747,6 +748,7 @@ def _result(options: ForwardOptions, snapshots: list[_Snapshot], rss: float,
         publishers=options.publishers,
         subscribers=options.subscribers,
         sinks=options.sinks,
+        videos_paused=end.client.paused - start.client.paused,
         media=media,
         warmup_s=round(warmup[0], 2),
         bitrate_settled=warmup[1],
@@ -832,7 +834,9 @@ def format_report(result: ForwardResult) -> str:
          f"per more forwarded packet, {result.sfu_marginal_us_per_ingested_packet:.1f} µs per "
          f"more ingested packet, {result.sfu_idle_cpu_pct:.1f} % of a core idle"),
         ("loss", f"{result.loss_pct:.2f} % at the subscribers (sequence gaps), "
-                 f"{result.ingress_loss_pct:.2f} % publishers -> SFU"),
+                 f"{result.ingress_loss_pct:.2f} % publishers -> SFU"
+                 + (f"; video paused {result.videos_paused} time(s)" if result.videos_paused
+                    else "")),
         ("* light client CPU", f"{result.client_cpu_us_per_received_packet:.1f} µs / received "
                                f"packet, {result.client_cpu_pct:.1f} % of one core"),
         ("packets in", f"{result.packets_in}  ({result.in_pps:.0f}/s, "

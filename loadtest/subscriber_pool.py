@@ -51,6 +51,7 @@ class PoolSample:
     packets: list[int]
     lost: int  # sequence gaps the subscribers saw (RFC 3550, RTX excluded), all streams
     expected: int
+    paused: int = 0  # times the SFU paused a video for a subscriber (source_paused events)
 
 
 class SubscriberPool:
@@ -109,7 +110,7 @@ class SubscriberPool:
         at = time.monotonic()
         reply = await self._request("sample")
         return PoolSample(at, float(reply["cpu"]), list(reply["packets"]), int(reply["lost"]),
-                          int(reply["expected"]))
+                          int(reply["expected"]), int(reply.get("paused", 0)))
 
     async def close(self) -> None:
         process = self._process
@@ -145,7 +146,8 @@ def _sample(participants: list[LightParticipant]) -> dict[str, Any]:
             lost += stream.lost
             expected += stream.expected
     return {"cpu": time.process_time(), "packets": [p.packets for p in participants],
-            "lost": lost, "expected": expected}
+            "lost": lost, "expected": expected,
+            "paused": sum(p.paused for p in participants)}
 
 
 SINK_CHECK_INTERVAL = 0.1  # s
