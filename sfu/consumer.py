@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 RETRANSMIT_HOLD_OFF = 0.05  # s: one NACKed packet is resent at most this often
 MAX_REMEMBERED_RETRANSMISSIONS = 512
+# s after a stream (re)starts during which a late packet is checked against the start point;
+# sequence numbers wrap (65,536 packets: ~7 min of 720p), a repair comes within a second
+JOIN_GUARD_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class Consumer:
         self.paused = False
         self._source_ssrc: int | None = None
         self._first_sequence = 0
+        self._started_at = 0.0  # ``MediaPacket.arrival`` of the packet the stream started on
         self._last_source_sequence = -1  # the publisher's number of the last packet handled
         self._sequence_offset = 0
         self._segment = _Segment(0, 0, 0)
@@ -198,8 +202,8 @@ class Consumer:
                 return 0
             self.current_layer = layer
             self._resync(packet)
-        elif 0 < ((self._first_sequence - header.sequence_number) & 0xFFFF) < 0x8000:
-            return 0  # older than the point where this subscriber joined the stream
+        elif not packet.in_order and self._before_start(packet):
+            return 0  # a late packet from before this subscriber's stream started
         slot = self.slot
         media_pt = slot.payload_types.get(packet.mime_type)
         if media_pt is None:
@@ -273,11 +277,24 @@ class Consumer:
             self._last_source_sequence = sequence_number
             self._sequence_offset = (self._sequence_offset - 1) & 0xFFFF
 
+    def _before_start(self, packet: MediaPacket) -> bool:
+        """Whether a late packet (reordered, or a repair) precedes the stream's start point.
+
+        Only late packets can, and only shortly after the start: compared with
+        the start point for ever, every packet would look "older" once the
+        publisher's numbers have moved 2^15 past it (3.5 minutes of 720p), and
+        the subscriber's video would stop for the next 3.5 minutes.
+        """
+        if packet.arrival - self._started_at > JOIN_GUARD_S:
+            return False
+        return 0 < ((self._first_sequence - packet.header.sequence_number) & 0xFFFF) < 0x8000
+
     def _resync(self, packet: MediaPacket) -> None:
         slot = self.slot
         header = packet.header
         self._source_ssrc = header.ssrc
         self._first_sequence = header.sequence_number
+        self._started_at = packet.arrival
         self._sequence_offset = (slot.next_sequence - header.sequence_number) & 0xFFFF
         base = slot.last_timestamp
         if slot.last_sent_at is not None:

@@ -112,3 +112,18 @@ async def test_a_nack_counts_as_this_links_loss_only_for_a_packet_it_was_sent() 
     assert wire.sequences[-1] == 1001  # resent
     consumer.retransmit([1001])  # asked again at once: neither resent nor counted twice
     assert consumer.packets_nacked == 1
+
+
+async def test_the_stream_goes_on_after_the_sequence_numbers_move_half_a_cycle() -> None:
+    """Every packet once looked "older than the join point" when the publisher's numbers
+    were 2^15 past it: 3.5 minutes into a 720p stream, video stopped for 3.5 minutes."""
+    count = 0x8000 + 200
+    sent = await _stream([(10, "key")] + [(10 + i, "media") for i in range(1, count)])
+    assert len(sent) == count
+    assert sent[-1] == (1000 + count - 1) & 0xFFFF
+
+
+async def test_a_late_packet_from_before_the_start_is_not_forwarded() -> None:
+    # 9 comes after the stream started on keyframe 10: the subscriber never had 8 or 9
+    sent = await _stream([(10, "key"), (11, "media"), (9, "media"), (12, "media")])
+    assert sent == [1000, 1001, 1002]
