@@ -9,7 +9,7 @@ the participant reads its ICE socket itself (``loadtest.srtp_socket``):
 * ``recv_into`` one reused buffer (one epoll set for every participant's
   socket); libsrtp's ``srtp_unprotect`` is called on that buffer straight
   through pylibsrtp's cffi binding (authenticated and decrypted in place, as
-  a browser would; no object per packet);
+  a browser would; no object per packet) for the packets described below;
 * sequence number, timestamp, SSRC, marker and the transport-cc extension
   are read from the header; the payload is looked at only for a VP8 packet
   that may start a keyframe;
@@ -21,6 +21,37 @@ receiver reports). The RTCP a browser sends is built from these counters *on
 a timer*, never per packet: ``loadtest.rtcp_timer.RtcpTicker`` runs one timer
 per event loop that sends every participant's receiver reports, NACKs and
 transport-cc feedback. This module is the counting part.
+
+**Which SRTP packets are decrypted.** SRTP encrypts the payload only; the
+header (sequence number, timestamp, SSRC, marker, header extensions such as
+transport-cc) stays in clear, and everything counted here but the key frame
+check comes from it: loss, NACKs, jitter, frames, freezes, bytes,
+transport-cc arrivals. So ``count`` asks the demux to authenticate and
+decrypt (``srtp.unprotect``) only:
+
+* a video frame's first packet as it arrives: any packet whose timestamp is
+  not the one of the frame whose first packet was decrypted
+  (``ReceivedStream.frame_timestamp``), or that is not exactly the next
+  sequence number (after a gap; a late, reordered or retransmitted packet,
+  which may be a frame's lost first packet); it is the only one whose VP8
+  payload may start a key frame;
+* every packet of audio, RTX and unknown streams, every new stream's first
+  packet, and every packet with the padding bit (the padding length is the
+  payload's encrypted last byte);
+* one packet in 16 of each stream (``VERIFY_EVERY_MASK``) besides, so that a
+  wrong key or a corrupted stream still shows as ``SrtpDemux.rejected``.
+
+The other packets (with 5 packets per video frame, ≈ 3 in 4) are counted
+from the header, their size less the SRTP trailer learnt from the decrypted
+ones. That is honest for a load generator: it is not a security boundary
+(it trusts the SFU it measures, on a link it chose), every packet whose
+payload is read is authenticated and decrypted as a browser would, and so is
+a sample of the rest; what is skipped is CPU spent on bytes nobody looks at.
+libsrtp still sees every frame's first packet and one in 16: its rollover
+counter guess only needs fewer than 2^15 sequence numbers between two
+decrypted packets, and its replay window moves forward over the skipped
+ones (tests/loadtest/test_rtp_receive.py sends 72,000 packets across a
+wrap). ``SrtpDemux.verified`` counts the decrypted packets.
 """
 
 from __future__ import annotations
@@ -28,6 +59,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from loadtest.twcc_feedback import TransportFeedbackGenerator
 from sfu.vp8 import keyframe_size, parse_descriptor
@@ -37,9 +69,17 @@ NACK_HISTORY = 128  # newest missing packets tracked per stream (aiortc's RTP_HI
 NACK_RETRIES = 5  # a missing packet is asked for at most this often
 NACK_RETRY_TICKS = 4  # ticks between two NACKs of the same packet
 MAX_NACKED = 64  # sequence numbers per NACK message
+# With SRTP, one packet in 16 of each stream is authenticated and decrypted even when
+# its header alone is enough (see the module docstring).
+VERIFY_EVERY_MASK = 15
 _FIXED_HEADER = struct.Struct("!BBHII")
 _SR_FIELDS = struct.Struct("!I2xI")  # sender SSRC, skip 2 bytes of NTP seconds, middle 32 bits
 _REPORT_BLOCK = struct.Struct("!IIIIII")
+
+
+class Unprotect(Protocol):
+    def unprotect(self, size: int) -> int:
+        """Authenticate and decrypt the packet in place: its plain size, or -1 if rejected."""
 
 
 class ReceivedStream:
@@ -51,10 +91,10 @@ class ReceivedStream:
     """
 
     __slots__ = (
-        "base_seq", "clock_rate", "cycles", "expected_prior", "first_at", "frames",
-        "freeze_seconds", "freezes", "jitter_q4", "keyframes", "kind", "last_arrival",
+        "base_seq", "clock_rate", "cycles", "expected_prior", "first_at", "frame_timestamp",
+        "frames", "freeze_seconds", "freezes", "jitter_q4", "keyframes", "kind", "last_arrival",
         "last_frame_at", "last_timestamp", "max_seq", "mid", "missing", "nacks_sent", "octets",
-        "packets", "packets_received", "received_prior", "resolution", "rtx", "ssrc", "vp8",
+        "packets", "received_prior", "resolution", "rtx", "ssrc", "vp8",
     )
 
     def __init__(self, ssrc: int, kind: str, mid: str | None, clock_rate: int,
@@ -78,15 +118,22 @@ class ReceivedStream:
         self.base_seq = -1  # -1: nothing received yet
         self.max_seq = -1
         self.cycles = 0  # sequence number wraps << 16
-        self.packets_received = 0
         self.jitter_q4 = 0.0  # RFC 3550 interarrival jitter x 16, in clock units
         self.last_arrival = 0.0
         self.last_timestamp = -1
+        # the timestamp of the video frame whose first packet was authenticated and
+        # decrypted: its later packets, in sequence, may be counted from the header
+        self.frame_timestamp = -1
         self.expected_prior = 0
         self.received_prior = 0
         self.missing: dict[int, int] = {}  # extended sequence number -> NACKs sent for it
 
     # --- what a receiver report carries (RFC 3550 appendix A.3)
+    @property
+    def packets_received(self) -> int:
+        """Every packet but RTX's, duplicates and late ones included (as RFC 3550 A.3)."""
+        return 0 if self.rtx else self.packets
+
     @property
     def packets_expected(self) -> int:
         return 0 if self.base_seq < 0 else self.cycles + self.max_seq - self.base_seq + 1
@@ -185,9 +232,8 @@ class RtpCounter:
                  mark: Callable[[str], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.streams: dict[int, ReceivedStream] = {}
-        self.packets = 0
-        self.octets = 0
-        self.direct = 0  # packets that came through ``DirectReceive``
+        self.plain = 0  # packets counted already decrypted (aiortc's path, before the takeover)
+        self.srtp_trailer = 0  # bytes of SRTP auth tag, learnt from each decrypted packet
         self.twcc_id = 0  # the transport-cc extension's id; 0 when not negotiated
         self.feedback = TransportFeedbackGenerator()
         self.nack_due = False  # a stream has missing packets
@@ -198,52 +244,88 @@ class RtpCounter:
         self._mark = mark
         self._clock = clock
 
-    def count(self, header: bytes | bytearray, size: int) -> None:
-        """One decrypted RTP packet, ``header[:size]`` (a reused buffer on the direct path)."""
-        plain = header
+    @property
+    def packets(self) -> int:
+        return sum(stream.packets for stream in self.streams.values())
+
+    @property
+    def octets(self) -> int:
+        """RTP bytes without the SRTP trailer."""
+        return sum(stream.octets for stream in self.streams.values())
+
+    @property
+    def direct(self) -> int:
+        """Packets that came through an ``SrtpDemux`` (``loadtest.srtp_socket``)."""
+        return self.packets - self.plain
+
+    def count(self, data: bytes | bytearray, size: int,
+              srtp: Unprotect | None = None) -> None:
+        """One RTP packet, ``data[:size]`` (a reused buffer on the direct path).
+
+        Without ``srtp`` the packet is already decrypted (aiortc's path).
+        With it, ``data`` is the SRTP packet as received: ``srtp.unprotect``
+        authenticates and decrypts it in place (see the module docstring for
+        which packets), or the packet is counted from its clear header alone.
+        """
         if size < 12:
             return
-        first, second, seq, timestamp, ssrc = _FIXED_HEADER.unpack_from(header)
-        if first >> 6 != 2:
+        first, second, seq, timestamp, ssrc = _FIXED_HEADER.unpack_from(data)
+        if first & 0xC0 != 0x80:  # version 2
             return
+        stream = self.streams.get(ssrc)
+        clear = srtp is None
+        if not clear:
+            if (stream is None or timestamp != stream.frame_timestamp
+                    or seq != stream.max_seq + 1 or first & 0x20
+                    or not stream.packets & VERIFY_EVERY_MASK):
+                plain = srtp.unprotect(size)  # type: ignore[union-attr]
+                if plain < 0:  # rejected: counted by the demux, nowhere here
+                    return
+                self.srtp_trailer = size - plain
+                size = plain
+                clear = True
+            else:  # a later packet of a frame whose first packet was verified
+                size -= self.srtp_trailer
         pos = 12 + 4 * (first & 0x0F)
         extension_start = extension_end = 0
         if first & 0x10:
             if size < pos + 4:
                 return
             extension_start = pos + 4
-            extension_end = extension_start + 4 * (header[pos + 2] << 8 | header[pos + 3])
+            extension_end = extension_start + 4 * (data[pos + 2] << 8 | data[pos + 3])
             pos = extension_end
-        end = size - plain[size - 1] if first & 0x20 else size
+        end = size - data[size - 1] if first & 0x20 else size  # padded: always decrypted
         if pos > end:
             return
-        now = self._clock()
-        self.packets += 1
-        self.octets += size
-        stream = self.streams.get(ssrc)
+        if srtp is None:
+            self.plain += 1
+        now = 0.0  # read from the clock only when needed
         if stream is None:
             stream = self.streams[ssrc] = self._new_stream(ssrc, second & 0x7F)
-            stream.first_at = now
+            stream.first_at = now = self._clock()
             self._mark("first_rtp")
         stream.packets += 1
         stream.octets += size
-        twcc_id = self.twcc_id
-        if twcc_id and extension_end:
-            element = header[extension_start]
+        if self.twcc_id and extension_end:
+            twcc_id = self.twcc_id
+            element = data[extension_start]
             # the usual case: transport-cc is the first element of a one-byte extension
-            if element == twcc_id << 4 | 1 and header[extension_start - 4] == 0xBE:
-                value = header[extension_start + 1] << 8 | header[extension_start + 2]
+            if element == twcc_id << 4 | 1 and data[extension_start - 4] == 0xBE:
+                value = data[extension_start + 1] << 8 | data[extension_start + 2]
             else:
-                value = _one_byte_extension(header, extension_start, extension_end, twcc_id)
+                value = _one_byte_extension(data, extension_start, extension_end, twcc_id)
             if value >= 0:
+                now = now or self._clock()
                 self.feedback.on_packet(value, int(now * 1e6))
         if stream.rtx:
             return
         # --- RFC 3550 A.1/A.8: extended highest sequence number, loss and jitter
-        stream.packets_received += 1
         max_seq = stream.max_seq
         if max_seq < 0:
             stream.base_seq = stream.max_seq = seq
+            in_order = True
+        elif seq == max_seq + 1:  # the usual case: the next one, no wrap
+            stream.max_seq = seq
             in_order = True
         else:
             delta = (seq - max_seq) & 0xFFFF
@@ -257,24 +339,26 @@ class RtpCounter:
             elif stream.missing:  # late, reordered or retransmitted: no longer missing
                 extended = stream.cycles + seq - (0x10000 if seq > max_seq else 0)
                 stream.missing.pop(extended, None)
-        if in_order:
+        if in_order and timestamp != stream.last_timestamp:
+            now = now or self._clock()
             arrival = now * stream.clock_rate
-            if timestamp != stream.last_timestamp:
-                if stream.last_timestamp >= 0:
-                    ticks = (timestamp - stream.last_timestamp) & 0xFFFFFFFF
-                    if ticks >= 0x80000000:
-                        ticks -= 0x100000000
-                    difference = abs(arrival - stream.last_arrival - ticks)
-                    stream.jitter_q4 += difference - stream.jitter_q4 / 16
-                stream.last_arrival = arrival
-                stream.last_timestamp = timestamp
+            if stream.last_timestamp >= 0:
+                ticks = (timestamp - stream.last_timestamp) & 0xFFFFFFFF
+                if ticks >= 0x80000000:
+                    ticks -= 0x100000000
+                difference = abs(arrival - stream.last_arrival - ticks)
+                stream.jitter_q4 += difference - stream.jitter_q4 / 16
+            stream.last_arrival = arrival
+            stream.last_timestamp = timestamp
+            if srtp is not None and stream.kind == "video":
+                stream.frame_timestamp = timestamp  # verified: its later packets need not be
         if stream.kind != "video":
             return
         # VP8: only a packet that starts partition 0 (S=1, PID=0) of a frame whose payload
         # header has P=0 is a key frame; every frame's first packet passes the first test.
-        if (stream.vp8 and pos < end and plain[pos] & 0x17 == 0x10
-                and _vp8_key_frame_bit(plain, pos, end)):
-            packet = bytes(plain[:end])  # once per key frame
+        if (clear and stream.vp8 and pos < end and data[pos] & 0x17 == 0x10
+                and _vp8_key_frame_bit(data, pos, end)):
+            packet = bytes(data[:end])  # once per key frame
             descriptor = parse_descriptor(packet, pos, end)
             if descriptor is not None:
                 resolution = keyframe_size(packet, descriptor, end)
@@ -283,6 +367,7 @@ class RtpCounter:
                     stream.keyframes += 1
                     self._mark("first_keyframe")
         if second & 0x80:  # marker: the frame is complete
+            now = now or self._clock()
             last = stream.last_frame_at
             if last is not None and now - last > FREEZE_GAP:
                 stream.freezes += 1

@@ -2,9 +2,10 @@
 
 ``SocketReader`` takes the selected ICE pair's UDP socket over from uvloop
 and reads it with ``recv_into``; ``ReceivePoller`` puts every such socket of
-one event loop behind a single epoll set; ``SrtpDemux`` decrypts a datagram
-in place (``srtp_unprotect`` through pylibsrtp's cffi binding) and hands RTP
-and RTCP to ``loadtest.rtp_receive.RtpCounter``, STUN and DTLS to aioice.
+one event loop behind a single epoll set; ``SrtpDemux`` hands RTP and RTCP
+to ``loadtest.rtp_receive.RtpCounter``, decrypting them in place
+(``srtp_unprotect`` through pylibsrtp's cffi binding) when the payload is
+needed or sampled, and STUN and DTLS to aioice.
 ``DirectReceive`` is the fallback when no pair is selected: uvloop keeps the
 socket and only the datagram callback is replaced.
 """
@@ -44,12 +45,15 @@ class Scratch:
 
 
 class SrtpDemux:
-    """Decrypts one datagram in place in a reused buffer and hands it to an ``RtpCounter``.
+    """Hands one SRTP datagram in a reused buffer to an ``RtpCounter``, decrypting in place.
 
     ``srtp_unprotect`` / ``srtp_unprotect_rtcp`` are called straight through
     pylibsrtp's cffi binding (its ``Session.unprotect`` allocates an ``int *``
     and a result per call). SRTP leaves the RTP header in clear and decrypts
     the payload in place, so the buffer then holds the whole plain packet.
+    An RTP packet is decrypted only when ``RtpCounter.count`` asks for it
+    (``unprotect``: a frame's first packet, one in 16, anything unusual; see
+    ``loadtest.rtp_receive``); the others are counted from their header.
     SRTCP goes to ``RtpCounter.on_rtcp`` (sender reports: aiortc's path costs
     ~150 µs for each, through a queue, a task and statistics objects). STUN
     (consent checks) and DTLS (RFC 7983: first byte not 128-191) go to
@@ -67,8 +71,10 @@ class SrtpDemux:
         scratch = scratch or Scratch()
         self.buffer, self._pointer, self._length = scratch.buffer, scratch.pointer, scratch.length
         self._counter = counter
+        self._count = counter.count
         self._fallback = fallback
         self.rejected = 0  # failed authentication or replay check (duplicates)
+        self.verified = 0  # RTP packets authenticated and decrypted (the others: header only)
 
     def handle(self, size: int, addr: Any) -> None:
         """The datagram now in ``buffer[:size]``."""
@@ -76,20 +82,26 @@ class SrtpDemux:
         if not 127 < buffer[0] < 192:
             self._fallback(bytes(buffer[:size]), addr)
             return
-        length = self._length
-        length[0] = size
         if 191 < buffer[1] < 224:  # RTCP (RFC 5761: packet types 192-223)
+            length = self._length
+            length[0] = size
             if lib.srtp_unprotect_rtcp(self._context, self._pointer, length):
                 self.rejected += 1
             else:
                 self._counter.on_rtcp(buffer, length[0])
             return
+        self._count(buffer, size, self)  # calls ``unprotect`` when the payload is needed
+
+    def unprotect(self, size: int) -> int:
+        """``srtp_unprotect`` on the RTP packet in ``buffer[:size]``: its plain size, or -1."""
+        length = self._length
+        length[0] = size
         if lib.srtp_unprotect(self._context, self._pointer, length):
             self.rejected += 1
-            return
-        counter = self._counter
-        counter.direct += 1
-        counter.count(buffer, length[0])
+            return -1
+        self.verified += 1
+        plain: int = length[0]
+        return plain
 
 
 class DirectReceive(SrtpDemux):
@@ -139,6 +151,7 @@ class SocketReader(SrtpDemux):
         fileno = uvloop_transport.get_extra_info("socket").fileno()
         self._socket = _original("socket", "socket")(fileno=os.dup(fileno))
         self._socket.setblocking(False)
+        self._recv_into = self._socket.recv_into
         # A load generator descheduled for a moment on a busy host must not turn its own
         # stall into loss charged to the SFU: ~2 s of video instead of the default ~0.6 s.
         with contextlib.suppress(OSError):
@@ -151,11 +164,15 @@ class SocketReader(SrtpDemux):
 
     def read_one(self) -> None:
         """One datagram (the poller calls again while the socket stays readable)."""
+        buffer = self.buffer
         try:
-            size = self._socket.recv_into(self.buffer)
+            size = self._recv_into(buffer)
         except OSError:  # EAGAIN (raced), or an ICMP error reported on the socket
             return
-        self.handle(size, self._remote_addr)
+        if 127 < buffer[0] < 192 and not 191 < buffer[1] < 224:  # RTP: ``handle``'s usual case
+            self._count(buffer, size, self)
+        else:
+            self.handle(size, self._remote_addr)
 
     # --- the part of asyncio.DatagramTransport aioice uses
     def sendto(self, data: bytes, addr: Any = None) -> None:

@@ -65,6 +65,7 @@ class Receiver:
         key = os.urandom(30)
         tx = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
                               srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        tx.allow_repeat_tx = True  # a test may resend a packet it first sent corrupted
         rx = pylibsrtp.Policy(key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
                               srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
         self.sender = pylibsrtp.Session(tx)
@@ -220,3 +221,158 @@ def test_vp8_key_frame_bit_behind_extended_descriptors() -> None:
             parsed = parse_descriptor(packet, 0, len(packet))
             assert parsed is not None and parsed.payload_offset == len(descriptor)
     assert _vp8_key_frame_bit(b"\x90\x80", 0, 2) is False  # truncated: no payload header
+
+
+# --- header-only counting: which packets are authenticated and decrypted
+
+PACKETS_PER_FRAME = 5
+SRTP_TAG = 10  # AES128_CM_SHA1_80, the Receiver's profile
+
+
+def _frames(receiver: Receiver, first_seq: int, frames: int, *, first_frame: int = 0,
+            payload_of: Any = None, twcc: bool = False) -> list[bytes]:
+    """Sends ``frames`` frames of PACKETS_PER_FRAME packets; returns the plain packets."""
+    sent = []
+    for frame in range(first_frame, first_frame + frames):
+        for index in range(PACKETS_PER_FRAME):
+            seq = first_seq + (frame - first_frame) * PACKETS_PER_FRAME + index
+            payload = (payload_of(frame, index) if payload_of is not None
+                       else DELTA_PAYLOAD if index == 0 else b"\x00" + bytes(range(80)))
+            packet = rtp(seq & 0xFFFF, frame * 3000, payload,
+                         marker=index == PACKETS_PER_FRAME - 1,
+                         twcc=seq & 0xFFFF if twcc else None)
+            receiver.send(packet, at=100.0 + frame / 30)
+            sent.append(packet)
+    return sent
+
+
+def test_later_packets_of_a_frame_are_counted_from_the_header() -> None:
+    receiver = Receiver()
+    sent = _frames(receiver, 1000, 32, twcc=True)  # 160 packets
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    demux = receiver.direct
+    # every frame's first packet, and every 16th packet of the stream
+    first_of_frame = {i for i in range(160) if i % PACKETS_PER_FRAME == 0}
+    sampled = {i for i in range(160) if i % 16 == 0}
+    assert demux.verified == len(first_of_frame | sampled) < 160 // 3
+    assert demux.rejected == 0
+    # what the header gives is counted for every packet, decrypted or not
+    assert receiver.counter.packets == receiver.counter.direct == stream.packets == 160
+    assert (stream.packets_expected, stream.lost, stream.frames, stream.freezes) == (160, 0, 32, 0)
+    assert receiver.counter.octets == sum(len(packet) for packet in sent)  # tag not counted
+    fci = receiver.counter.feedback.report()
+    assert fci is not None
+    assert [seq for seq, arrival in parse_feedback(fci).packets()
+            if arrival is not None] == list(range(1000, 1160))
+
+
+def test_a_gap_is_loss_and_the_packet_after_it_is_decrypted() -> None:
+    receiver = Receiver()
+    for seq in (10, 11, 13, 14):  # one frame, 12 lost
+        receiver.send(rtp(seq, 3000, DELTA_PAYLOAD, marker=seq == 14))
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    assert (stream.packets_expected, stream.lost, stream.frames) == (5, 1, 1)
+    assert stream.take_nack() == [12]
+    assert receiver.direct.verified == 2  # the frame's first, and 13 after the gap
+
+
+def test_key_frames_spanning_packets_and_reordered_first_packets() -> None:
+    receiver = Receiver()
+    keyframe_later = b"\x00" + b"\x5a" * 80  # continuation of a key frame's partition
+    _frames(receiver, 500, 2)
+    # a key frame of 3 packets, in order: its first packet is decrypted and parsed
+    for index, payload in enumerate((KEYFRAME_PAYLOAD, keyframe_later, keyframe_later)):
+        receiver.send(rtp(510 + index, 2 * 3000, payload, marker=index == 2))
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    assert (stream.resolution, stream.keyframes) == ((640, 360), 1)
+    # the next key frame's first packet arrives after the second one (reordered, or
+    # retransmitted on the same SSRC): it is still decrypted, so the key frame is seen
+    bigger = KEYFRAME_PAYLOAD.replace((640).to_bytes(2, "little") + (360).to_bytes(2, "little"),
+                                      (1280).to_bytes(2, "little") + (720).to_bytes(2, "little"))
+    receiver.send(rtp(514, 3 * 3000, keyframe_later))
+    receiver.send(rtp(513, 3 * 3000, bigger))
+    receiver.send(rtp(515, 3 * 3000, keyframe_later, marker=True))
+    assert (stream.resolution, stream.keyframes) == ((1280, 720), 2)
+    assert stream.lost == 0 and stream.frames == 4
+
+
+def test_header_only_packets_never_look_like_key_frames() -> None:
+    """A later packet's payload stays encrypted: bytes that would read as a VP8 key frame
+    header once decrypted are not looked at."""
+    receiver = Receiver()
+    receiver.send(rtp(1, 0, DELTA_PAYLOAD))  # the frame's first packet: decrypted
+    receiver.send(rtp(2, 0, KEYFRAME_PAYLOAD, marker=True))  # same frame: header only
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    assert receiver.direct.verified == 1 and stream.keyframes == 0 and stream.frames == 1
+
+
+def test_corrupted_packets_are_rejected_when_decrypted() -> None:
+    receiver = Receiver()
+    demux = receiver.direct
+
+    def send_tampered(packet: bytes) -> None:
+        protected = bytearray(receiver.sender.protect(packet))
+        protected[-1] ^= 0xFF  # the authentication tag
+        demux.datagram_received(bytes(protected), None)
+
+    send_tampered(rtp(100, 0, DELTA_PAYLOAD))  # a new stream's first packet
+    assert demux.rejected == 1 and receiver.counter.packets == 0
+    receiver.send(rtp(100, 0, DELTA_PAYLOAD))
+    for seq in range(101, 116):  # one frame: packets 1 to 15 of the stream
+        receiver.send(rtp(seq, 0, DELTA_PAYLOAD))
+    send_tampered(rtp(116, 0, DELTA_PAYLOAD))  # the stream's 17th packet: sampled
+    assert demux.rejected == 2
+    send_tampered(rtp(116, 3000, DELTA_PAYLOAD))  # a frame's first packet
+    assert demux.rejected == 3
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    assert stream.packets == 16 and stream.max_seq == 115 and stream.last_timestamp == 0
+    # the trade-off: a corrupted later packet of a frame outside the sample is counted
+    receiver.send(rtp(116, 3000, DELTA_PAYLOAD))
+    send_tampered(rtp(117, 3000, DELTA_PAYLOAD))
+    assert demux.rejected == 3 and stream.packets == 18
+
+
+def test_a_wrong_key_rejects_every_packet() -> None:
+    receiver = Receiver()
+    other = pylibsrtp.Session(pylibsrtp.Policy(
+        key=os.urandom(30), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80))
+    for seq in range(20):
+        receiver.direct.datagram_received(other.protect(rtp(seq, seq // 5 * 3000,
+                                                             DELTA_PAYLOAD)), None)
+    assert receiver.direct.rejected == 20 and receiver.counter.packets == 0
+
+
+def test_padding_is_read_from_decrypted_packets_only() -> None:
+    receiver = Receiver()
+    receiver.send(rtp(1, 0, DELTA_PAYLOAD))
+    padded = bytearray(rtp(2, 0, b"\x00" * 40 + b"\x00\x00\x00\x04"))
+    padded[0] |= 0x20  # P: the last byte (4) says how many are padding; it is encrypted
+    receiver.send(bytes(padded))
+    receiver.send(rtp(3, 0, DELTA_PAYLOAD, marker=True))
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    assert receiver.direct.verified == 2  # the first packet and the padded one
+    assert stream.packets == 3 and stream.frames == 1 and stream.lost == 0
+
+
+def test_srtp_index_stays_right_across_wraps_with_skipped_packets() -> None:
+    """libsrtp guesses each packet's rollover counter from the last one it decrypted;
+    with most packets skipped, > 70,000 packets and a wrap of the sequence number must
+    still authenticate, and a key frame after the wrap must still decrypt."""
+    receiver = Receiver()
+    start = 65536 - 30_000
+    frames = 72_000 // PACKETS_PER_FRAME
+
+    def payload_of(frame: int, index: int) -> bytes:
+        if index == 0:
+            return KEYFRAME_PAYLOAD if frame == frames - 1 else DELTA_PAYLOAD
+        return b"\x00" + bytes(range(80))
+
+    _frames(receiver, start, frames, payload_of=payload_of)
+    stream = receiver.counter.streams[VIDEO_SSRC]
+    demux = receiver.direct
+    assert demux.rejected == 0
+    assert stream.cycles == 0x10000 and stream.packets == stream.packets_expected == 72_000
+    assert stream.lost == 0 and stream.frames == frames
+    assert demux.verified < 72_000 // 3
+    assert (stream.resolution, stream.keyframes) == ((640, 360), 1)  # decrypted after the wrap
