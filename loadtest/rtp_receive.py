@@ -273,19 +273,19 @@ class RtpCounter:
         if first & 0xC0 != 0x80:  # version 2
             return
         stream = self.streams.get(ssrc)
-        clear = srtp is None
-        if not clear:
+        clear = True  # the payload is readable
+        if srtp is not None:
             if (stream is None or timestamp != stream.frame_timestamp
                     or seq != stream.max_seq + 1 or first & 0x20
                     or not stream.packets & VERIFY_EVERY_MASK):
-                plain = srtp.unprotect(size)  # type: ignore[union-attr]
+                plain = srtp.unprotect(size)
                 if plain < 0:  # rejected: counted by the demux, nowhere here
                     return
                 self.srtp_trailer = size - plain
                 size = plain
-                clear = True
             else:  # a later packet of a frame whose first packet was verified
                 size -= self.srtp_trailer
+                clear = False
         pos = 12 + 4 * (first & 0x0F)
         extension_start = extension_end = 0
         if first & 0x10:
