@@ -435,6 +435,16 @@ class BenchPublisher:
                                               "sdp": self.pc.localDescription.sdp})
         await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
+    def state(self) -> str:
+        pc = self.pc
+        return (f"is {pc.connectionState} (ICE {pc.iceConnectionState}), "
+                f"{self.packets_sent_now()} packets sent")
+
+    def packets_sent_now(self) -> int:
+        """RTP packets aiortc's senders have sent (their statistics, read without awaiting)."""
+        return sum(getattr(sender, "_RTCRtpSender__packet_count", 0)
+                   for sender in self.pc.getSenders())
+
     def _encoder(self) -> Any:
         for sender in self.pc.getSenders():
             encoder = getattr(sender, "_RTCRtpSender__encoder", None)
@@ -533,7 +543,7 @@ async def _snapshot(http: aiohttp.ClientSession, base_url: str, pid: int,
 
 
 async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
-                              server: _Server) -> None:
+                              server: _Server, publishers: list[BenchPublisher]) -> None:
     # Every join renegotiates with the room: hundreds take longer than the default allows.
     timeout = max(options.ready_timeout, options.subscribers * JOIN_SECONDS)
     deadline = time.monotonic() + timeout
@@ -543,12 +553,17 @@ async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
             raise RuntimeError("subscriber failed: " + "; ".join(errors[:3]))
         if server.process.poll() is not None:
             raise RuntimeError(f"visio serve died:\n{server.log_tail()}")
+        for publisher in publishers:
+            if publisher.pc.connectionState in ("failed", "closed"):
+                raise RuntimeError(f"{publisher.name}'s connection {publisher.state()}: "
+                                   f"{waiting} subscribers never received media")
         if not waiting:
             return
         if time.monotonic() > deadline:
             raise RuntimeError(f"{waiting} of {options.subscribers} subscribers received no "
                                f"media within {timeout:g} s (they are at: "
-                               f"{'; '.join(states[:4])})")
+                               f"{'; '.join(states[:4])}; publishers: "
+                               f"{'; '.join(p.state() for p in publishers)})")
         await asyncio.sleep(0.1)
 
 
@@ -590,7 +605,7 @@ async def _drive(options: ForwardOptions, server: _Server) -> ForwardResult:
             for publisher in publishers:
                 await publisher.start()
             await pool.start()
-            await _wait_until_flowing(options, pool, server)
+            await _wait_until_flowing(options, pool, server, publishers)
             warmup, settled = await _settle(options, publishers)
             target_start = sum(p.target_bitrate() for p in publishers)
             snapshots = [await _snapshot(http, server.base_url, pid, publishers, pool)]

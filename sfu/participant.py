@@ -285,7 +285,8 @@ class Participant:
             "budget_bps": self._budget(now),
             "congested": self.bandwidth.congested,
             "consumers": {c.producer.id: {"kind": c.producer.kind, "target": c.target_layer,
-                                          "current": c.current_layer, "paused": c.paused}
+                                          "current": c.current_layer, "paused": c.paused,
+                                          "active": c.active}
                           for c in self.consumers.values()},
         }
 
