@@ -816,7 +816,9 @@ def run_forward(options: ForwardOptions) -> ForwardResult:
         try:
             return uvloop.run(bounded())
         except Exception as exc:
-            raise RuntimeError(f"{exc} (server log: {server.log_path})") from exc
+            # A timeout's own message is empty: name it rather than print "RuntimeError: "
+            what = str(exc) or f"{type(exc).__name__} after {budget:g} s"
+            raise RuntimeError(f"{what} (server log: {server.log_path})") from exc
     finally:
         _stop_server(server)
         if options.pin:

@@ -82,7 +82,11 @@ class SubscriberPool:
         process = self._process
         if process is None or process.stdout is None:
             raise RuntimeError("subscriber pool not started")
-        line = await asyncio.wait_for(process.stdout.readline(), timeout)
+        try:
+            line = await asyncio.wait_for(process.stdout.readline(), timeout)
+        except TimeoutError:
+            raise RuntimeError(f"the subscriber pool did not reply within {timeout:g} s "
+                               "(joins slow down when the SFU is near saturation)") from None
         if not line:
             raise RuntimeError(f"subscriber pool exited with {await process.wait()}")
         reply: dict[str, Any] = json.loads(line)
