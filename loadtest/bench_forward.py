@@ -41,10 +41,9 @@ import numpy as np
 import uvloop
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
 from av import VideoFrame
 
-from loadtest.media_library import ReplayTrack, vp8_clip
+from loadtest.media_library import ReplayTrack, handle_publisher_rtcp, vp8_clip
 from loadtest.proc_stats import (
     allowed_cpus,
     core_times,
@@ -59,7 +58,6 @@ from sfu.aiortc_bridge import (
     IceSettings,
     configure_aiortc,
     new_peer_connection,
-    override,
     pin_ice_addresses,
 )
 
@@ -418,32 +416,17 @@ class BenchPublisher:
         else:
             track = SyntheticVideo(options.width, options.height, options.fps)
         video = self.pc.addTransceiver(track, direction="sendonly")
-        original = video.sender._handle_rtcp_packet
-
-        async def without_remb(packet: Any) -> None:
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                return
-            if (isinstance(track, ReplayTrack) and isinstance(packet, RtcpPsfbPacket)
-                    and packet.fmt in (1, 4)):  # PLI, FIR: the clip's next keyframe
-                track.request_keyframe()
-            await original(packet)  # PLI, NACK, receiver reports
-
-        override(video.sender, "_handle_rtcp_packet", without_remb)
+        handle_publisher_rtcp(video.sender, track, ignore_remb=True)
         pin_ice_addresses(self.pc, LOOPBACK)
         await self.pc.setLocalDescription(await self.pc.createOffer())
         reply = await self.signaling.request({"type": "publish_offer",
                                               "sdp": self.pc.localDescription.sdp})
         await self.pc.setRemoteDescription(RTCSessionDescription(reply["sdp"], "answer"))
 
-    def state(self) -> str:
+    async def state(self) -> str:
         pc = self.pc
         return (f"is {pc.connectionState} (ICE {pc.iceConnectionState}), "
-                f"{self.packets_sent_now()} packets sent")
-
-    def packets_sent_now(self) -> int:
-        """RTP packets aiortc's senders have sent (their statistics, read without awaiting)."""
-        return sum(getattr(sender, "_RTCRtpSender__packet_count", 0)
-                   for sender in self.pc.getSenders())
+                f"{await self.packets_sent()} packets sent")
 
     def _encoder(self) -> Any:
         for sender in self.pc.getSenders():
@@ -555,15 +538,16 @@ async def _wait_until_flowing(options: ForwardOptions, pool: SubscriberPool,
             raise RuntimeError(f"visio serve died:\n{server.log_tail()}")
         for publisher in publishers:
             if publisher.pc.connectionState in ("failed", "closed"):
-                raise RuntimeError(f"{publisher.name}'s connection {publisher.state()}: "
+                raise RuntimeError(f"{publisher.name}'s connection {await publisher.state()}: "
                                    f"{waiting} subscribers never received media")
         if not waiting:
             return
         if time.monotonic() > deadline:
+            publishing = [await p.state() for p in publishers]
             raise RuntimeError(f"{waiting} of {options.subscribers} subscribers received no "
                                f"media within {timeout:g} s (they are at: "
                                f"{'; '.join(states[:4])}; publishers: "
-                               f"{'; '.join(p.state() for p in publishers)})")
+                               f"{'; '.join(publishing)})")
         await asyncio.sleep(0.1)
 
 

@@ -27,6 +27,10 @@ from typing import Any
 import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.rtcrtpsender import RTCRtpSender
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+
+from sfu.aiortc_bridge import override
 
 VIDEO_CLOCK = 90000
 AUDIO_CLOCK = 48000
@@ -206,3 +210,26 @@ class ReplayTrack(MediaStreamTrack):
         self._index = (self._index + 1) % len(clip.frames)
         self.packets_sent += 1
         return packet
+
+
+def handle_publisher_rtcp(sender: RTCRtpSender, track: MediaStreamTrack, *,
+                          ignore_remb: bool = False) -> None:
+    """Hook a video sender's RTCP for a load-test publisher.
+
+    PLI and FIR (PSFB 1, 4) make a ``ReplayTrack`` jump to its clip's next
+    keyframe: aiortc's own handling only tells its encoder, which replayed
+    packets never pass through. ``ignore_remb`` drops the SFU's REMB (PSFB
+    15), so a live encoder keeps the bitrate it was set to.
+    """
+    original = sender._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, RtcpPsfbPacket):
+            if packet.fmt == RTCP_PSFB_APP and ignore_remb:
+                return
+            if packet.fmt in (1, 4) and isinstance(track, ReplayTrack):
+                track.request_keyframe()
+        await original(packet)  # PLI, NACK, receiver reports
+
+    override(sender, "_handle_rtcp_packet", handle_rtcp_packet)
+

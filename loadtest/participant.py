@@ -33,10 +33,16 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import State as DtlsState
-from aiortc.rtp import RTCP_RTPFB_NACK, RtcpPsfbPacket, RtcpRtpfbPacket
+from aiortc.rtp import RTCP_RTPFB_NACK, RtcpRtpfbPacket
 
 from loadtest.kernel_sink import drop_media_in_kernel
-from loadtest.media_library import VIDEO_PRESETS, ReplayTrack, opus_clip, vp8_clip
+from loadtest.media_library import (
+    VIDEO_PRESETS,
+    ReplayTrack,
+    handle_publisher_rtcp,
+    opus_clip,
+    vp8_clip,
+)
 from loadtest.rtcp_timer import RtcpTicker
 from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter
 from loadtest.signaling_client import SignalingClient
@@ -163,7 +169,6 @@ class LightParticipant:
         self._direct: asyncio.Task[None] | None = None
         self._ticker: RtcpTicker | None = None
         self._readers: list[SocketReader] = []
-        self.sink = False  # media dropped in the kernel (``become_sink``)
         self.receive_path_note = ""  # why the socket could not be taken over, if it could not
         self._rtcp_ssrc = random.getrandbits(32)
         self._phase = random.randrange(REPORT_TICKS)  # spreads the reports over the second
@@ -227,16 +232,7 @@ class LightParticipant:
         self.tracks.append(track)
         if track.kind != "video":
             return
-        sender = transceiver.sender
-        original = sender._handle_rtcp_packet
-
-        async def handle_rtcp_packet(packet: Any) -> None:
-            # PLI (PSFB 1) / FIR (PSFB 4): jump to the clip's next keyframe.
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt in (1, 4):
-                track.request_keyframe()
-            await original(packet)
-
-        override(sender, "_handle_rtcp_packet", handle_rtcp_packet)
+        handle_publisher_rtcp(transceiver.sender, track)
 
     def _watch_ice(self, pc: RTCPeerConnection) -> None:
         @pc.on("iceconnectionstatechange")
@@ -353,7 +349,6 @@ class LightParticipant:
             drop_media_in_kernel(reader.get_extra_info("socket"))
         if self._ticker is not None:
             self._ticker.remove(id(self))
-        self.sink = True
         return True
 
     def _tick(self, number: int) -> None:

@@ -132,10 +132,15 @@ class SubscriberPool:
 # --------------------------------------------------------------------------- the child
 
 
+def _received_kinds(participant: LightParticipant) -> set[str]:
+    """The kinds of media (audio, video) a subscriber has received packets of."""
+    return {s.kind for s in participant.streams.values() if s.packets and not s.rtx}
+
+
 def _waiting(participants: list[LightParticipant], audio: bool) -> dict[str, Any]:
     waiting: list[LightParticipant] = []
     for participant in participants:
-        kinds = {s.kind for s in participant.streams.values() if s.packets and not s.rtx}
+        kinds = _received_kinds(participant)
         if "video" not in kinds or (audio and "audio" not in kinds):
             waiting.append(participant)
     errors = [f"{p.config.name}: {p.error}" for p in participants if p.error]
@@ -164,9 +169,7 @@ async def _sink_when_flowing(candidates: list[LightParticipant]) -> None:
         await asyncio.sleep(SINK_CHECK_INTERVAL)
         still = []
         for participant in pending:
-            flowing = any(s.packets and s.kind == "video" and not s.rtx
-                          for s in participant.streams.values())
-            if not flowing or not participant.become_sink():
+            if "video" not in _received_kinds(participant) or not participant.become_sink():
                 still.append(participant)
         pending = still
 
