@@ -273,6 +273,14 @@ class RtpCounter:
         if first & 0xC0 != 0x80:  # version 2
             return
         stream = self.streams.get(ssrc)
+        pos = 12 + 4 * (first & 0x0F)  # the header is in clear: read before any decryption
+        extension_start = extension_end = 0
+        if first & 0x10:
+            if size < pos + 4:
+                return
+            extension_start = pos + 4
+            extension_end = extension_start + 4 * (data[pos + 2] << 8 | data[pos + 3])
+            pos = extension_end
         clear = True  # the payload is readable
         if srtp is not None:
             if (stream is None or timestamp != stream.frame_timestamp
@@ -283,17 +291,21 @@ class RtpCounter:
                     return
                 self.srtp_trailer = size - plain
                 size = plain
-            else:  # a later packet of a frame whose first packet was verified
+            else:  # a later packet, in sequence, of a frame whose first packet was verified
                 size -= self.srtp_trailer
+                if not self.twcc_id:
+                    # Most packets (≈ 3 in 4): no arrival time to report, no loss, no new
+                    # timestamp (so no jitter sample), no key frame; the counters and the
+                    # marker are all there is.
+                    if pos > size:
+                        return
+                    stream.packets += 1
+                    stream.octets += size
+                    stream.max_seq = seq
+                    if second & 0x80:
+                        self._frame_completed(stream, self._clock())
+                    return
                 clear = False
-        pos = 12 + 4 * (first & 0x0F)
-        extension_start = extension_end = 0
-        if first & 0x10:
-            if size < pos + 4:
-                return
-            extension_start = pos + 4
-            extension_end = extension_start + 4 * (data[pos + 2] << 8 | data[pos + 3])
-            pos = extension_end
         end = size - data[size - 1] if first & 0x20 else size  # padded: always decrypted
         if pos > end:
             return
@@ -367,13 +379,17 @@ class RtpCounter:
                     stream.keyframes += 1
                     self._mark("first_keyframe")
         if second & 0x80:  # marker: the frame is complete
-            now = now or self._clock()
-            last = stream.last_frame_at
-            if last is not None and now - last > FREEZE_GAP:
-                stream.freezes += 1
-                stream.freeze_seconds += now - last
-            stream.last_frame_at = now
-            stream.frames += 1
+            self._frame_completed(stream, now or self._clock())
+
+    @staticmethod
+    def _frame_completed(stream: ReceivedStream, now: float) -> None:
+        """A video frame's last packet (marker bit) arrived ``now``: a frame, or a freeze."""
+        last = stream.last_frame_at
+        if last is not None and now - last > FREEZE_GAP:
+            stream.freezes += 1
+            stream.freeze_seconds += now - last
+        stream.last_frame_at = now
+        stream.frames += 1
 
     def on_rtcp(self, data: bytes | bytearray, size: int) -> None:
         """A decrypted compound RTCP packet: remember each sender report for LSR/DLSR."""

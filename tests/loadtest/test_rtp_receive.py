@@ -246,9 +246,12 @@ def _frames(receiver: Receiver, first_seq: int, frames: int, *, first_frame: int
     return sent
 
 
-def test_later_packets_of_a_frame_are_counted_from_the_header() -> None:
+@pytest.mark.parametrize("twcc", [True, False], ids=["transport-cc", "no-feedback"])
+def test_later_packets_of_a_frame_are_counted_from_the_header(twcc: bool) -> None:
     receiver = Receiver()
-    sent = _frames(receiver, 1000, 32, twcc=True)  # 160 packets
+    if not twcc:  # no arrival times to report: the counter's shortest path
+        receiver.counter.twcc_id = 0
+    sent = _frames(receiver, 1000, 32, twcc=twcc)  # 160 packets
     stream = receiver.counter.streams[VIDEO_SSRC]
     demux = receiver.direct
     # every frame's first packet, and every 16th packet of the stream
@@ -261,6 +264,9 @@ def test_later_packets_of_a_frame_are_counted_from_the_header() -> None:
     assert (stream.packets_expected, stream.lost, stream.frames, stream.freezes) == (160, 0, 32, 0)
     assert receiver.counter.octets == sum(len(packet) for packet in sent)  # tag not counted
     fci = receiver.counter.feedback.report()
+    if not twcc:
+        assert fci is None
+        return
     assert fci is not None
     assert [seq for seq, arrival in parse_feedback(fci).packets()
             if arrival is not None] == list(range(1000, 1160))
