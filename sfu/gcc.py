@@ -206,6 +206,79 @@ class InterArrival:
         )
 
 
+class SlidingLeastSquares:
+    """The least-squares slope of the last ``window`` points, in constant time per point.
+
+    The trendline asks for it after every packet group of every subscriber
+    that sends transport-cc feedback (about 50 groups a second each), so the
+    sums are kept running: each new point is added and the one leaving the
+    window subtracted. Coordinates are taken relative to an origin inside the
+    window, and every ``window`` points the sums are recomputed from the
+    points themselves around the oldest one, so neither the size of the
+    coordinates (an hour of arrival times) nor the rounding of the
+    subtractions can build up.
+    """
+
+    __slots__ = ("_points", "_since_rebase", "_sum_x", "_sum_xx", "_sum_xy", "_sum_y",
+                 "_x0", "_y0")
+
+    def __init__(self, window: int) -> None:
+        self._points: deque[tuple[float, float]] = deque(maxlen=window)
+        self._x0 = self._y0 = 0.0
+        self._sum_x = self._sum_y = self._sum_xx = self._sum_xy = 0.0
+        self._since_rebase = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self._points) == self._points.maxlen
+
+    def add(self, x: float, y: float) -> None:
+        points = self._points
+        if self.full:
+            old_x, old_y = points[0]
+            old_x -= self._x0
+            old_y -= self._y0
+            self._sum_x -= old_x
+            self._sum_y -= old_y
+            self._sum_xx -= old_x * old_x
+            self._sum_xy -= old_x * old_y
+        points.append((x, y))
+        self._since_rebase += 1
+        if len(points) == 1 or self._since_rebase >= len(points):
+            self._rebase()
+            return
+        x -= self._x0
+        y -= self._y0
+        self._sum_x += x
+        self._sum_y += y
+        self._sum_xx += x * x
+        self._sum_xy += x * y
+
+    def slope(self) -> float | None:
+        """None with fewer than two points, or when x does not vary."""
+        count = len(self._points)
+        if count < 2:
+            return None
+        sum_x = self._sum_x
+        denominator = count * self._sum_xx - sum_x * sum_x
+        if denominator <= 0.0:
+            return None
+        return (count * self._sum_xy - sum_x * self._sum_y) / denominator
+
+    def _rebase(self) -> None:
+        x0, y0 = self._x0, self._y0 = self._points[0]
+        sum_x = sum_y = sum_xx = sum_xy = 0.0
+        for x, y in self._points:
+            x -= x0
+            y -= y0
+            sum_x += x
+            sum_y += y
+            sum_xx += x * x
+            sum_xy += x * y
+        self._sum_x, self._sum_y, self._sum_xx, self._sum_xy = sum_x, sum_y, sum_xx, sum_xy
+        self._since_rebase = 0
+
+
 class TrendlineFilter:
     """Least-squares slope of the smoothed accumulated delay over the last groups.
 
@@ -224,7 +297,7 @@ class TrendlineFilter:
     )
 
     def __init__(self, window: int = TRENDLINE_WINDOW, smoothing: float = TRENDLINE_SMOOTHING):
-        self._points: deque[tuple[float, float]] = deque(maxlen=window)
+        self._points = SlidingLeastSquares(window)
         self._smoothing = smoothing
         self._accumulated = 0.0
         self._smoothed = 0.0
@@ -240,35 +313,41 @@ class TrendlineFilter:
         self._smoothed = (
             self._smoothing * self._smoothed + (1.0 - self._smoothing) * self._accumulated
         )
-        self._points.append((arrival_ms - self._first_arrival, self._smoothed))
-        if len(self._points) == self._points.maxlen:
-            slope = least_squares_slope(self._points)
+        points = self._points
+        points.add(arrival_ms - self._first_arrival, self._smoothed)
+        if points.full:
+            slope = points.slope()
             if slope is not None:
                 self.slope = slope
         return self.slope
 
 
 def least_squares_slope(points: Iterable[tuple[float, float]]) -> float | None:
-    """Slope of the least-squares line through (x, y) points; None if x does not vary."""
-    xs: list[float] = []
-    ys: list[float] = []
+    """Slope of the least-squares line through (x, y) points; None if x does not vary.
+
+    One pass, with x and y taken relative to the first point: the slope does
+    not change, and the sums stay small however large the coordinates are.
+    ``SlidingLeastSquares`` gives the same slope for a moving window.
+    """
+    count = 0
+    sum_x = sum_y = sum_xx = sum_xy = 0.0
+    x0 = y0 = 0.0
     for x, y in points:
-        xs.append(x)
-        ys.append(y)
-    n = len(xs)
-    if n < 2:
+        if not count:
+            x0, y0 = x, y
+        x -= x0
+        y -= y0
+        count += 1
+        sum_x += x
+        sum_y += y
+        sum_xx += x * x
+        sum_xy += x * y
+    if count < 2:
         return None
-    mean_x = sum(xs) / n
-    mean_y = sum(ys) / n
-    numerator = 0.0
-    denominator = 0.0
-    for x, y in zip(xs, ys, strict=True):
-        dx = x - mean_x
-        numerator += dx * (y - mean_y)
-        denominator += dx * dx
-    if denominator == 0.0:
+    denominator = count * sum_xx - sum_x * sum_x
+    if denominator <= 0.0:
         return None
-    return numerator / denominator
+    return (count * sum_xy - sum_x * sum_y) / denominator
 
 
 class OveruseDetector:

@@ -36,6 +36,7 @@ from sfu.gcc import (
     ProbeController,
     RateControlState,
     SendSideEstimator,
+    SlidingLeastSquares,
     TrendlineFilter,
     least_squares_slope,
 )
@@ -262,6 +263,52 @@ def test_least_squares_slope_of_a_line() -> None:
 def test_least_squares_slope_degenerate() -> None:
     assert least_squares_slope([(1.0, 2.0)]) is None
     assert least_squares_slope([(1.0, 2.0), (1.0, 3.0)]) is None
+
+
+@pytest.mark.parametrize("start_ms", [0.0, 3.6e6, 2.6e8], ids=["start", "1 h", "3 days"])
+def test_sliding_slope_matches_the_slope_of_its_window(start_ms: float) -> None:
+    """Running sums (added, subtracted, rebased) give the window's own least squares,
+    however long the connection has lasted."""
+    rng = random.Random(7)
+    sliding = SlidingLeastSquares(20)
+    window: list[tuple[float, float]] = []
+    x, y = start_ms, 50.0
+    for i in range(1000):
+        x += rng.uniform(0.0, 40.0) if i % 97 else 0.0
+        y += rng.gauss(0.0, 3.0)
+        sliding.add(x, y)
+        window = [*window, (x, y)][-20:]
+        expected = least_squares_slope(window)
+        if expected is None:
+            assert sliding.slope() is None
+        else:
+            assert sliding.slope() == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert sliding.full
+
+
+def test_sliding_slope_is_rebased_near_its_window() -> None:
+    """After a jump of 10^9 ms from the first point, sums kept around that point would
+    lose the slope to rounding; rebased around the window's oldest point they do not."""
+    rng = random.Random(3)
+    sliding = SlidingLeastSquares(20)
+    sliding.add(0.0, 0.0)
+    window = [(0.0, 0.0)]
+    for i in range(1, 200):
+        point = (1e9 + 25.0 * i, rng.gauss(0.0, 3.0))
+        sliding.add(*point)
+        window = [*window, point][-20:]
+        if i > 40:
+            assert sliding.slope() == pytest.approx(least_squares_slope(window), rel=1e-6)
+
+
+def test_sliding_slope_degenerate() -> None:
+    sliding = SlidingLeastSquares(3)
+    assert sliding.slope() is None
+    sliding.add(1.0, 2.0)
+    assert sliding.slope() is None and not sliding.full
+    for y in (3.0, 4.0, 5.0):  # x never varies
+        sliding.add(1.0, y)
+    assert sliding.full and sliding.slope() is None
 
 
 def test_trendline_slope_on_a_synthetic_delay_ramp() -> None:
