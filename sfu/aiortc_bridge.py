@@ -58,7 +58,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
 from sfu.srtp_wire import IncomingRtpTap, RtpWire, wire_self_check
 from sfu.stats import SfuCounters
-from sfu.twcc import TRANSPORT_CC_URI
+from sfu.twcc import TRANSPORT_CC_URI, only_transport_feedback
 
 logger = logging.getLogger(__name__)
 
@@ -684,7 +684,8 @@ class SubscribeConnection:
         async def handle_rtcp_data(data: bytes) -> None:
             try:
                 self._on_raw_rtcp(data)  # transport-cc: aiortc's parser loses its FCI
-                await original_rtcp(data)
+                if not only_transport_feedback(data):  # nothing there for aiortc
+                    await original_rtcp(data)
             except Exception:
                 self._counters.rtcp_malformed += 1
 

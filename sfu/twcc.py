@@ -389,3 +389,24 @@ def transport_feedback_fcis(compound: bytes) -> list[bytes]:
             found.append(compound[pos + 12 : body_end])
         pos = end
     return found
+
+
+def only_transport_feedback(compound: bytes) -> bool:
+    """Whether a (compound) RTCP packet is transport-cc feedback and nothing else.
+
+    Well framed, at least one packet, every one RTPFB fmt 15. Such a packet
+    has nothing for aiortc (it would parse each one as a NACK without
+    sequence numbers, route it to a sender and drop it), and with browsers
+    it is most of what a subscriber sends: one every 50-100 ms.
+    """
+    pos = 0
+    size = len(compound)
+    while pos < size:
+        if pos + 4 > size:
+            return False
+        first, packet_type, length_words = _RTCP_HEADER.unpack_from(compound, pos)
+        if (first >> 6 != RTCP_VERSION or packet_type != RTCP_RTPFB
+                or first & 0x1F != TRANSPORT_CC_FMT):
+            return False
+        pos += 4 * (length_words + 1)
+    return 0 < pos == size

@@ -25,6 +25,7 @@ from sfu.twcc import (
     build_feedback,
     build_feedback_packet,
     match_feedback,
+    only_transport_feedback,
     parse_feedback,
     transport_feedback_fcis,
 )
@@ -209,6 +210,21 @@ def test_feedback_packet_in_a_compound_rtcp_packet() -> None:
     compound = receiver_report + packet + nack + packet
     assert transport_feedback_fcis(compound) == [body, body]
     assert transport_feedback_fcis(receiver_report) == []
+
+
+def test_only_transport_feedback_is_kept_from_aiortc() -> None:
+    """What aiortc may skip: transport-cc alone; anything else in the compound, or broken
+    framing (aiortc's parser then counts it as malformed), still goes to aiortc."""
+    packet = build_feedback_packet(1, 2, build_feedback(42, 1, 0, [250, None, 750]))
+    receiver_report = bytes([0x80, 201, 0, 1]) + b"\x00\x00\x00\x01"
+    nack = bytes([0x81, 205, 0, 3]) + b"\x00" * 12
+    assert only_transport_feedback(packet)
+    assert only_transport_feedback(packet + packet)
+    assert not only_transport_feedback(receiver_report + packet)
+    assert not only_transport_feedback(packet + nack)
+    assert not only_transport_feedback(b"")
+    assert not only_transport_feedback(packet[:-4])  # its length says more than is there
+    assert not only_transport_feedback(packet + b"\x8f\xcd")  # a truncated second header
 
 
 def test_padded_feedback_packet() -> None:
