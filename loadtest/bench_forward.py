@@ -71,7 +71,7 @@ COUNTERS_REPORTED = (
     "rtp_malformed", "rtp_unknown_ssrc", "rtp_dropped_unknown_payload", "rtp_padding_dropped",
     "consumer_errors", "ingress_errors", "send_failures", "nacks_received",
     "nacks_sent_upstream", "retransmissions", "plis_received", "plis_sent_upstream",
-    "remb_sent_upstream",
+    "remb_sent_upstream", "rtcp_malformed", "rtcp_feedback_direct",
 )
 
 

@@ -677,11 +677,16 @@ class SubscribeConnection:
 
         aiortc's RTCP handler only catches ``ValueError``; any other parse
         failure would end the transport. Subscribers send no media, so RTP on
-        this transport is dropped unread.
+        this transport is dropped unread. Their transport-cc reports skip
+        aiortc: read raw here, or, once the first RTCP has come, straight
+        from the socket by an ``IncomingRtpTap`` when one arrives alone.
         """
         original_rtcp = dtls._handle_rtcp_data
+        # From the first RTCP on, lone transport-cc reports are read in the socket's callback.
+        tap = IncomingRtpTap(dtls, self._unexpected_rtp, self._transport_feedback)
 
         async def handle_rtcp_data(data: bytes) -> None:
+            tap.install()
             try:
                 self._on_raw_rtcp(data)  # transport-cc: aiortc's parser loses its FCI
                 if not only_transport_feedback(data):  # nothing there for aiortc
@@ -690,10 +695,21 @@ class SubscribeConnection:
                 self._counters.rtcp_malformed += 1
 
         async def drop_rtp(data: bytes, arrival_time_ms: int) -> None:
-            self._counters.rtp_unexpected_on_subscribe += 1
+            self._unexpected_rtp(data, arrival_time_ms)
 
         override(dtls, "_handle_rtcp_data", handle_rtcp_data)
         override(dtls, "_handle_rtp_data", drop_rtp)
+
+    def _unexpected_rtp(self, data: bytes, arrival_time_ms: int) -> None:
+        self._counters.rtp_unexpected_on_subscribe += 1
+
+    def _transport_feedback(self, data: bytes) -> None:
+        """A lone transport-cc report, decrypted by the transport's tap."""
+        self._counters.rtcp_feedback_direct += 1
+        try:
+            self._on_raw_rtcp(data)
+        except Exception:
+            self._counters.rtcp_malformed += 1
 
     async def create_offer(self) -> str:
         pin_ice_addresses(self._pc, self._ice)

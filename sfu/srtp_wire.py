@@ -162,8 +162,9 @@ def wire_self_check() -> list[str]:
     for name in ("_nominated", "_protocols"):
         if not hasattr(connection, name):
             problems.append(f"aioice.Connection instance attribute {name} is missing")
-    if not hasattr(lib, "srtp_unprotect"):
-        problems.append("pylibsrtp's lib.srtp_unprotect is missing")
+    for name in ("srtp_unprotect", "srtp_unprotect_rtcp"):
+        if not hasattr(lib, name):
+            problems.append(f"pylibsrtp's lib.{name} is missing")
     pair_class = aioice.ice.CandidatePair
     if "protocol" not in pair_class.__init__.__code__.co_names:
         problems.append("aioice CandidatePair no longer keeps its protocol")
@@ -172,14 +173,47 @@ def wire_self_check() -> list[str]:
     return problems
 
 
+# What follows an SRTCP packet's RTCP (RFC 3711 §3.4): the E flag and index (4 bytes), then
+# the authentication tag: 10 bytes (AES_CM_128_HMAC_SHA1_80) or 16 (AEAD AES-GCM).
+_SRTCP_TRAILERS = (4 + 10, 4 + 16)
+_RTCP_RTPFB = 205
+_TRANSPORT_CC_FMT = 15
+
+
+def lone_transport_feedback(data: bytes) -> bool:
+    """Whether an SRTCP datagram is a single transport-cc feedback packet.
+
+    Read from the clear part (SRTCP encrypts after the first 8 bytes): the
+    first packet's type, format and length, which must account for the whole
+    datagram but its SRTCP trailer. Browsers send transport-cc this way
+    (reduced-size RTCP, RFC 5506), every 50-100 ms.
+    """
+    return (data[1] == _RTCP_RTPFB and data[0] & 0x1F == _TRANSPORT_CC_FMT
+            and len(data) - 4 * ((data[2] << 8 | data[3]) + 1) in _SRTCP_TRAILERS)
+
+
+def _no_feedback(data: bytes) -> None:
+    """No feedback handler: lone transport-cc SRTCP keeps aiortc's path (never called)."""
+
+
 class IncomingRtpTap:
-    """Decrypts a publisher's SRTP in the socket callback and hands it on synchronously."""
+    """Decrypts SRTP (and lone transport-cc SRTCP) in the socket callback, hands it on
+    synchronously.
 
-    __slots__ = ("_dtls", "_length", "_on_rtp", "decrypt_failures", "installed")
+    On a publisher's transport ``on_rtp`` gets the media. On a subscriber's,
+    ``on_feedback`` gets its transport-cc reports: with browsers about ten a
+    second per subscriber, and aioice's queue and the DTLS transport's task
+    cost as much again as reading one.
+    """
 
-    def __init__(self, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, int], None]) -> None:
+    __slots__ = ("_dtls", "_length", "_on_feedback", "_on_rtp", "decrypt_failures",
+                 "installed")
+
+    def __init__(self, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, int], None],
+                 on_feedback: Callable[[bytes], None] | None = None) -> None:
         self._dtls = dtls
         self._on_rtp = on_rtp
+        self._on_feedback = on_feedback
         self._length = ffi.new("int *")
         self.installed = False
         self.decrypt_failures = 0
@@ -199,13 +233,20 @@ class IncomingRtpTap:
         dtls = self._dtls
         length = self._length
         on_rtp = self._on_rtp
+        feedback_tapped = self._on_feedback is not None
+        on_feedback = self._on_feedback or _no_feedback
         unprotect = lib.srtp_unprotect
+        unprotect_rtcp = lib.srtp_unprotect_rtcp
         clock = time.time
 
         def datagram_received(data: bytes, addr: Any) -> None:
-            # SRTP: first byte 128-191 (RFC 7983), and not an RTCP packet type (RFC 5761).
-            if (len(data) < 12 or not 127 < data[0] < 192 or 191 < data[1] < 224
-                    or dtls._state is not _CONNECTED):
+            # SRTP and SRTCP: first byte 128-191 (RFC 7983); RTCP packet types are 192-223
+            # (RFC 5761). Other RTCP keeps aiortc's path (RRs, NACKs, PLIs, REMB).
+            if len(data) < 12 or not 127 < data[0] < 192 or dtls._state is not _CONNECTED:
+                original(data, addr)
+                return
+            rtcp = 191 < data[1] < 224
+            if rtcp and not (feedback_tapped and lone_transport_feedback(data)):
                 original(data, addr)
                 return
             session = dtls._rx_srtp
@@ -216,9 +257,12 @@ class IncomingRtpTap:
                 return
             buffer[0:size] = data
             length[0] = size
-            if unprotect(session._srtp[0], session._cdata, length):
+            if (unprotect_rtcp if rtcp else unprotect)(session._srtp[0], session._cdata, length):
                 self.decrypt_failures += 1  # forged, replayed or from before a key change
                 return
-            on_rtp(buffer[0:length[0]], int((clock() + NTP_UNIX_OFFSET) * 1000))
+            if rtcp:
+                on_feedback(buffer[0:length[0]])
+            else:
+                on_rtp(buffer[0:length[0]], int((clock() + NTP_UNIX_OFFSET) * 1000))
 
         return datagram_received

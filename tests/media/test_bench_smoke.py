@@ -106,6 +106,9 @@ def test_forward_bench_with_transport_cc_subscribers_and_two_publishers() -> Non
     assert math.isfinite(result.us_per_packet_out) and result.us_per_packet_out > 0
     assert result.counters_delta["consumer_errors"] == 0
     assert "--transport-cc" in result.command and "--publishers 2" in result.command
+    # the reports came straight from the sockets (IncomingRtpTap), not through aiortc
+    assert result.counters_delta["rtcp_feedback_direct"] > 0
+    assert result.counters_delta["rtcp_malformed"] == 0
     assert_headline(result, 2, 2)
 
 
