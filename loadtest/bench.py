@@ -156,5 +156,6 @@ def _floor(args: argparse.Namespace) -> int:
         print(json.dumps(floor.as_dict(), indent=2))
     else:
         print(f"SRTP protect {floor.srtp_protect_us:.2f} µs, sendto {floor.sendto_us:.2f} µs "
-              f"(connected send {floor.connected_send_us:.2f} µs) per 1,228-byte packet")
+              f"(connected send {floor.connected_send_us:.2f} µs; to receivers not waiting "
+              f"{floor.sink_sendto_us:.2f} µs) per 1,228-byte packet")
     return 0

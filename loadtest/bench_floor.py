@@ -7,6 +7,13 @@ aiortc and Chrome; a non-blocking ``sendto`` of ~1,240 bytes to a receiver
 process that reads actively on loopback, so the kernel's delivery and the
 receiver's wake-up are paid as in the forwarding benchmark). The sum is the
 floor under ``sfu_marginal_us_per_forwarded_packet``.
+
+``sink_sendto_us`` is the same ``sendto`` to 50 receivers that are not
+waiting for it (a socket filter drops the datagram in the kernel, as
+``loadtest.kernel_sink`` does): the kernel's send and loopback delivery
+without the receiver's wake-up. The light subscribers of ``bench forward``
+read on a timer (``loadtest.srtp_socket.ReceivePoller``), so most copies
+the SFU sends them cost this, not ``sendto_us``.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from typing import Any
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
 
+from loadtest.kernel_sink import drop_media_in_kernel
+
 PACKET = 1228  # RTP header with three extensions + 1,200 bytes of payload
+SINKS = 50  # receivers of the sink measurement, as subscribers of ``bench forward``
 _RECEIVER = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -42,6 +52,7 @@ class FloorResult:
     srtp_protect_us: float
     sendto_us: float
     connected_send_us: float
+    sink_sendto_us: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,7 +122,35 @@ def _send_costs(runs: int, count: int) -> tuple[float, float]:
         receiver.wait()
 
 
+def _sink_send_cost(runs: int, count: int) -> float:
+    """``sendto`` round-robin to SINKS receivers that drop RTP in the kernel unread."""
+    sinks = []
+    try:
+        for _ in range(SINKS):
+            sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sinks.append(sink)
+            sink.bind(("127.0.0.1", 0))
+            drop_media_in_kernel(sink)
+        addresses = [sink.getsockname() for sink in sinks]
+        data = b"\x80" + os.urandom(PACKET + 15)  # an RTP version byte: the filter drops it
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sender.setblocking(False)
+
+        def send_to(index: int) -> None:
+            with contextlib.suppress(BlockingIOError):
+                sender.sendto(data, addresses[index % SINKS])
+
+        try:
+            return _best_of(runs, count, send_to)
+        finally:
+            sender.close()
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
 def run_floor(runs: int = 5, count: int = 20_000) -> FloorResult:
     protect = _protect_cost(runs, count)
     send_to, send = _send_costs(runs, count)
-    return FloorResult(srtp_protect_us=protect, sendto_us=send_to, connected_send_us=send)
+    return FloorResult(srtp_protect_us=protect, sendto_us=send_to, connected_send_us=send,
+                       sink_sendto_us=_sink_send_cost(runs, count))

@@ -28,3 +28,4 @@ def test_the_floor_bench_times_protect_and_send() -> None:
     result = run_floor(runs=1, count=500)
     assert 0 < result.srtp_protect_us < 1000
     assert 0 < result.sendto_us < 1000 and 0 < result.connected_send_us < 1000
+    assert 0 < result.sink_sendto_us < 1000
