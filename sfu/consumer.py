@@ -411,7 +411,7 @@ class Consumer:
         """Translate the publisher's NTP/RTP mapping into this subscriber's timestamps."""
         if ssrc != self._source_ssrc or not self.active:
             return
-        self.slot.set_sender_report(
+        self.slot.send_sender_report(
             report.ntp_timestamp,
             report.rtp_timestamp + self._segment.timestamp,
             self.packets_sent,

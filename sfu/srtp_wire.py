@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aioice
+import pylibsrtp
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi, lib
@@ -76,18 +77,8 @@ class RtpWire:
 
     def send(self, header: bytes | bytearray, payload: bytes | memoryview) -> bool:
         """Send ``header + payload`` as one SRTP packet; False when it could not go out."""
-        dtls = self._dtls
-        stale = dtls._tx_srtp is not self._session or dtls._state is not _CONNECTED
-        if stale and not self._bind_session():
-            return False
-        nominated = self._nominated
-        if nominated is None:
-            nominated = self._nominated = dtls.transport._connection._nominated
-        pair = nominated.get(1)
-        if pair is not self._pair and not self._adopt(pair):
-            return False
-        sock = self._socket
-        if sock is None:  # closed, or the nominated pair went away: nowhere to send
+        sock = self._ready()
+        if sock is None:
             return False
         head = len(header)
         size = head + len(payload)
@@ -108,6 +99,40 @@ class RtpWire:
         except OSError:
             return False
         return True
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        """Protect (SRTCP) and send one RTCP packet; False when it could not go out.
+
+        For the SFU's own sender reports (a few a second per subscriber): pylibsrtp's
+        ``protect_rtcp`` on the same session, so SRTP and SRTCP share its keys and
+        the SRTCP index stays the one aiortc would have used.
+        """
+        sock = self._ready()
+        if sock is None or self._session is None:
+            return False
+        try:
+            sock.sendto(self._session.protect_rtcp(packet), self._addr)
+        except BlockingIOError:
+            self.dropped_backlog += 1
+            return False
+        except (OSError, pylibsrtp.Error):
+            return False
+        return True
+
+    def _ready(self) -> socket.socket | None:
+        """The socket to send on now: the current SRTP session and nominated pair adopted,
+        or None (not connected, closed, or no pair)."""
+        dtls = self._dtls
+        stale = dtls._tx_srtp is not self._session or dtls._state is not _CONNECTED
+        if stale and not self._bind_session():
+            return None
+        nominated = self._nominated
+        if nominated is None:
+            nominated = self._nominated = dtls.transport._connection._nominated
+        pair = nominated.get(1)
+        if pair is not self._pair and not self._adopt(pair):
+            return None
+        return self._socket  # None: closed, or the nominated pair went away
 
     def _adopt(self, pair: Any) -> bool:
         """Send on the pair aioice nominated (again after a pair change)."""
