@@ -47,6 +47,8 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi, lib
 
+from sfu.twcc import RTCP_RTPFB, TRANSPORT_CC_FMT
+
 logger = logging.getLogger(__name__)
 
 SRTP_TRAILER_ROOM = 16 + 4  # the longest SRTP auth tag / AEAD tag (plus MKI headroom)
@@ -77,8 +79,18 @@ class RtpWire:
 
     def send(self, header: bytes | bytearray, payload: bytes | memoryview) -> bool:
         """Send ``header + payload`` as one SRTP packet; False when it could not go out."""
-        sock = self._ready()
-        if sock is None:
+        dtls = self._dtls
+        stale = dtls._tx_srtp is not self._session or dtls._state is not _CONNECTED
+        if stale and not self._bind_session():
+            return False
+        nominated = self._nominated
+        if nominated is None:
+            nominated = self._nominated = dtls.transport._connection._nominated
+        pair = nominated.get(1)
+        if pair is not self._pair and not self._adopt(pair):
+            return False
+        sock = self._socket
+        if sock is None:  # closed, or the nominated pair went away: nowhere to send
             return False
         head = len(header)
         size = head + len(payload)
@@ -103,36 +115,22 @@ class RtpWire:
     def send_rtcp(self, packet: bytes) -> bool:
         """Protect (SRTCP) and send one RTCP packet; False when it could not go out.
 
-        For the SFU's own sender reports (a few a second per subscriber): pylibsrtp's
-        ``protect_rtcp`` on the same session, so SRTP and SRTCP share its keys and
-        the SRTCP index stays the one aiortc would have used.
+        For the SFU's own sender reports, which describe media this wire sent:
+        it uses the session and pair that ``send`` adopted for that media (so
+        SRTP and SRTCP share one session's keys), and sends nothing before the
+        first packet or once that session is stale.
         """
-        sock = self._ready()
-        if sock is None or self._session is None:
+        sock, session = self._socket, self._session
+        if sock is None or session is None or session is not self._dtls._tx_srtp:
             return False
         try:
-            sock.sendto(self._session.protect_rtcp(packet), self._addr)
+            sock.sendto(session.protect_rtcp(packet), self._addr)
         except BlockingIOError:
             self.dropped_backlog += 1
             return False
         except (OSError, pylibsrtp.Error):
             return False
         return True
-
-    def _ready(self) -> socket.socket | None:
-        """The socket to send on now: the current SRTP session and nominated pair adopted,
-        or None (not connected, closed, or no pair)."""
-        dtls = self._dtls
-        stale = dtls._tx_srtp is not self._session or dtls._state is not _CONNECTED
-        if stale and not self._bind_session():
-            return None
-        nominated = self._nominated
-        if nominated is None:
-            nominated = self._nominated = dtls.transport._connection._nominated
-        pair = nominated.get(1)
-        if pair is not self._pair and not self._adopt(pair):
-            return None
-        return self._socket  # None: closed, or the nominated pair went away
 
     def _adopt(self, pair: Any) -> bool:
         """Send on the pair aioice nominated (again after a pair change)."""
@@ -201,8 +199,6 @@ def wire_self_check() -> list[str]:
 # What follows an SRTCP packet's RTCP (RFC 3711 §3.4): the E flag and index (4 bytes), then
 # the authentication tag: 10 bytes (AES_CM_128_HMAC_SHA1_80) or 16 (AEAD AES-GCM).
 _SRTCP_TRAILERS = (4 + 10, 4 + 16)
-_RTCP_RTPFB = 205
-_TRANSPORT_CC_FMT = 15
 
 
 def lone_transport_feedback(data: bytes) -> bool:
@@ -213,7 +209,7 @@ def lone_transport_feedback(data: bytes) -> bool:
     datagram but its SRTCP trailer. Browsers send transport-cc this way
     (reduced-size RTCP, RFC 5506), every 50-100 ms.
     """
-    return (data[1] == _RTCP_RTPFB and data[0] & 0x1F == _TRANSPORT_CC_FMT
+    return (data[1] == RTCP_RTPFB and data[0] & 0x1F == TRANSPORT_CC_FMT
             and len(data) - 4 * ((data[2] << 8 | data[3]) + 1) in _SRTCP_TRAILERS)
 
 
