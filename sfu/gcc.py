@@ -256,26 +256,12 @@ class SlidingLeastSquares:
 
     def slope(self) -> float | None:
         """None with fewer than two points, or when x does not vary."""
-        count = len(self._points)
-        if count < 2:
-            return None
-        sum_x = self._sum_x
-        denominator = count * self._sum_xx - sum_x * sum_x
-        if denominator <= 0.0:
-            return None
-        return (count * self._sum_xy - sum_x * self._sum_y) / denominator
+        return _slope_of_sums(len(self._points), self._sum_x, self._sum_y, self._sum_xx,
+                              self._sum_xy)
 
     def _rebase(self) -> None:
-        x0, y0 = self._x0, self._y0 = self._points[0]
-        sum_x = sum_y = sum_xx = sum_xy = 0.0
-        for x, y in self._points:
-            x -= x0
-            y -= y0
-            sum_x += x
-            sum_y += y
-            sum_xx += x * x
-            sum_xy += x * y
-        self._sum_x, self._sum_y, self._sum_xx, self._sum_xy = sum_x, sum_y, sum_xx, sum_xy
+        self._x0, self._y0 = self._points[0]
+        _, self._sum_x, self._sum_y, self._sum_xx, self._sum_xy = _centered_sums(self._points)
         self._since_rebase = 0
 
 
@@ -325,10 +311,15 @@ class TrendlineFilter:
 def least_squares_slope(points: Iterable[tuple[float, float]]) -> float | None:
     """Slope of the least-squares line through (x, y) points; None if x does not vary.
 
-    One pass, with x and y taken relative to the first point: the slope does
-    not change, and the sums stay small however large the coordinates are.
     ``SlidingLeastSquares`` gives the same slope for a moving window.
     """
+    return _slope_of_sums(*_centered_sums(points))
+
+
+def _centered_sums(points: Iterable[tuple[float, float]]
+                   ) -> tuple[int, float, float, float, float]:
+    """count, Σx, Σy, Σx², Σxy with x and y taken relative to the first point: the slope
+    does not change, and the sums stay small however large the coordinates are."""
     count = 0
     sum_x = sum_y = sum_xx = sum_xy = 0.0
     x0 = y0 = 0.0
@@ -342,6 +333,11 @@ def least_squares_slope(points: Iterable[tuple[float, float]]) -> float | None:
         sum_y += y
         sum_xx += x * x
         sum_xy += x * y
+    return count, sum_x, sum_y, sum_xx, sum_xy
+
+
+def _slope_of_sums(count: int, sum_x: float, sum_y: float, sum_xx: float,
+                   sum_xy: float) -> float | None:
     if count < 2:
         return None
     denominator = count * sum_xx - sum_x * sum_x
