@@ -614,7 +614,6 @@ class OutboundSlot:
         self.last_tl0picidx: int | None = None
         self.last_vp8: Any = None  # the last VP8 descriptor sent, not yet folded into the above
         self.last_vp8_segment: Any = None  # and the consumer's offsets it was sent with
-        self.reports_sent = 0
         sender = transceiver.sender
         override(sender, "_run_rtcp", _reports_sent_by_the_sfu(sender))
         original_handler = sender._handle_rtcp_packet
@@ -676,8 +675,7 @@ class OutboundSlot:
         if cname is not None:
             report += bytes(aiortc_rtp.RtcpSdesPacket(chunks=[aiortc_rtp.RtcpSourceInfo(
                 ssrc=self.ssrc, items=[(1, cname.encode("utf8"))])]))
-        if self.wire.send_rtcp(report):
-            self.reports_sent += 1
+        self.wire.send_rtcp(report)
 
 
 class SubscribeConnection:
@@ -722,12 +720,12 @@ class SubscribeConnection:
 
         async def handle_rtcp_data(data: bytes) -> None:
             tap.install()
-            try:
-                self._on_raw_rtcp(data)  # transport-cc: aiortc's parser loses its FCI
-                if not only_transport_feedback(data):  # nothing there for aiortc
+            # transport-cc first (aiortc's parser loses its FCI); the rest is aiortc's
+            if self._read_feedback(data) and not only_transport_feedback(data):
+                try:
                     await original_rtcp(data)
-            except Exception:
-                self._counters.rtcp_malformed += 1
+                except Exception:
+                    self._counters.rtcp_malformed += 1
 
         async def drop_rtp(data: bytes, arrival_time_ms: int) -> None:
             self._unexpected_rtp(data, arrival_time_ms)
@@ -741,10 +739,16 @@ class SubscribeConnection:
     def _transport_feedback(self, data: bytes) -> None:
         """A lone transport-cc report, decrypted by the transport's tap."""
         self._counters.rtcp_feedback_direct += 1
+        self._read_feedback(data)
+
+    def _read_feedback(self, data: bytes) -> bool:
+        """Decrypted RTCP to the estimator's reader; False (and counted) if it failed."""
         try:
             self._on_raw_rtcp(data)
         except Exception:
             self._counters.rtcp_malformed += 1
+            return False
+        return True
 
     async def create_offer(self) -> str:
         pin_ice_addresses(self._pc, self._ice)
