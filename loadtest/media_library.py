@@ -28,7 +28,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcrtpsender import RTCRtpSender
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_APP, RTCP_PSFB_FIR, RTCP_PSFB_PLI, RtcpPsfbPacket
 
 from sfu.aiortc_bridge import override
 
@@ -216,7 +216,7 @@ def handle_publisher_rtcp(sender: RTCRtpSender, track: MediaStreamTrack, *,
                           ignore_remb: bool = False) -> None:
     """Hook a video sender's RTCP for a load-test publisher.
 
-    PLI and FIR (PSFB 1, 4) make a ``ReplayTrack`` jump to its clip's next
+    PLI and FIR make a ``ReplayTrack`` jump to its clip's next
     keyframe: aiortc's own handling only tells its encoder, which replayed
     packets never pass through. ``ignore_remb`` drops the SFU's REMB (PSFB
     15), so a live encoder keeps the bitrate it was set to.
@@ -227,9 +227,8 @@ def handle_publisher_rtcp(sender: RTCRtpSender, track: MediaStreamTrack, *,
         if isinstance(packet, RtcpPsfbPacket):
             if packet.fmt == RTCP_PSFB_APP and ignore_remb:
                 return
-            if packet.fmt in (1, 4) and isinstance(track, ReplayTrack):
+            if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR) and isinstance(track, ReplayTrack):
                 track.request_keyframe()
         await original(packet)  # PLI, NACK, receiver reports
 
     override(sender, "_handle_rtcp_packet", handle_rtcp_packet)
-
