@@ -56,10 +56,12 @@ from aiortc.rtcrtpparameters import RTCRtcpFeedback
 from aiortc.rtcrtpreceiver import RTCRtpReceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from sfu.rtp import MalformedPacket
 from sfu.simulcast_sdp import accept_simulcast, simulcast_offers, without_transport_cc
 from sfu.srtp_wire import IncomingRtpTap, RtpWire, wire_self_check
 from sfu.stats import SfuCounters
-from sfu.twcc import TRANSPORT_CC_URI, only_transport_feedback
+from sfu.subscriber_rtcp import SubscriberFeedback, read_subscriber_rtcp
+from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
 
@@ -538,31 +540,7 @@ class PublishConnection:
 
 # --------------------------------------------------------------------------- subscribe side
 
-@dataclass(frozen=True)
-class SubscriberFeedback:
-    """What a subscriber asked about one m-line, in the SFU's own terms."""
-
-    keyframe: bool = False  # PLI or FIR
-    lost: tuple[int, ...] = ()  # generic NACK: sequence numbers as the subscriber saw them
-    estimated_bitrate: int | None = None  # REMB
-
-
-def _feedback_from(packet: RtcpPacket, ssrc: int) -> SubscriberFeedback | None:
-    if isinstance(packet, aiortc_rtp.RtcpPsfbPacket):
-        if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
-            return SubscriberFeedback(keyframe=True)
-        if packet.fmt == RTCP_PSFB_APP:
-            try:
-                bitrate, ssrcs = aiortc_rtp.unpack_remb_fci(packet.fci)
-            except ValueError:
-                return None
-            return SubscriberFeedback(estimated_bitrate=bitrate) if ssrc in ssrcs else None
-    if isinstance(packet, aiortc_rtp.RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
-        return SubscriberFeedback(lost=tuple(packet.lost))
-    return None
-
-
-FeedbackHandler = Callable[["OutboundSlot", SubscriberFeedback], Awaitable[None]]
+FeedbackHandler = Callable[["OutboundSlot", SubscriberFeedback], None]
 
 
 def _reports_sent_by_the_sfu(sender: RTCRtpSender) -> Callable[[], Awaitable[None]]:
@@ -591,8 +569,7 @@ class OutboundSlot:
     through ``wire`` (all slots of one connection share its bundled transport's wire).
     """
 
-    def __init__(self, transceiver: RTCRtpTransceiver, on_feedback: FeedbackHandler,
-                 wire: RtpWire) -> None:
+    def __init__(self, transceiver: RTCRtpTransceiver, wire: RtpWire) -> None:
         self.transceiver = transceiver
         self.wire = wire
         self.kind: str = transceiver.kind
@@ -616,20 +593,6 @@ class OutboundSlot:
         self.last_vp8_segment: Any = None  # and the consumer's offsets it was sent with
         sender = transceiver.sender
         override(sender, "_run_rtcp", _reports_sent_by_the_sfu(sender))
-        original_handler = sender._handle_rtcp_packet
-
-        async def handle_rtcp_packet(packet: RtcpPacket) -> None:
-            try:
-                if isinstance(packet, aiortc_rtp.RtcpRrPacket | aiortc_rtp.RtcpSrPacket):
-                    await original_handler(packet)  # aiortc keeps RTT statistics from RRs
-                    return
-                feedback = _feedback_from(packet, self.ssrc)
-                if feedback is not None:
-                    await on_feedback(self, feedback)
-            except Exception:
-                logger.exception("subscriber feedback handling failed")
-
-        override(sender, "_handle_rtcp_packet", handle_rtcp_packet)
 
     def assign(self, source_id: str, stream_id: str) -> None:
         """Carry ``source_id`` from the next offer on, in the publisher's media stream."""
@@ -683,13 +646,14 @@ class SubscribeConnection:
 
     def __init__(self, ice: IceSettings, on_feedback: FeedbackHandler,
                  on_state: StateHandler, counters: SfuCounters,
-                 on_raw_rtcp: Callable[[bytes], None]) -> None:
+                 on_transport_feedback: Callable[[list[bytes]], None]) -> None:
         self._ice = ice
         self._counters = counters
-        self._on_raw_rtcp = on_raw_rtcp
+        self._on_transport_feedback = on_transport_feedback
         self._on_feedback = on_feedback
         self._pc = new_peer_connection()
         self.slots: list[OutboundSlot] = []
+        self._slot_by_ssrc: dict[int, OutboundSlot] = {}
         self._wire: RtpWire | None = None
 
         @self._pc.on("connectionstatechange")
@@ -701,31 +665,27 @@ class SubscribeConnection:
         if self._wire is None:  # BUNDLE: the first m-line's transport carries every slot
             self._guard_transport(transceiver.sender.transport)
             self._wire = RtpWire(transceiver.sender.transport)
-        slot = OutboundSlot(transceiver, self._on_feedback, self._wire)
+        slot = OutboundSlot(transceiver, self._wire)
         self.slots.append(slot)
+        self._slot_by_ssrc[slot.ssrc] = slot
         return slot
 
     def _guard_transport(self, dtls: RTCDtlsTransport) -> None:
-        """Keep a subscriber's hostile packets out of aiortc's transport loop.
+        """Read the subscriber's RTCP here, and keep its hostile packets out of aiortc.
 
         aiortc's RTCP handler only catches ``ValueError``; any other parse
-        failure would end the transport. Subscribers send no media, so RTP on
-        this transport is dropped unread. Their transport-cc reports skip
-        aiortc: read raw here, or, once the first RTCP has come, straight
-        from the socket by an ``IncomingRtpTap`` when one arrives alone.
+        failure would end the transport, and its path costs several times
+        reading the packet (``sfu.subscriber_rtcp``). Every RTCP packet is
+        read by ``_read_rtcp``: the first ones from aiortc's transport, the
+        rest, once the first has come, straight from the socket by an
+        ``IncomingRtpTap``. Subscribers send no media, so RTP on this
+        transport is dropped unread.
         """
-        original_rtcp = dtls._handle_rtcp_data
-        # From the first RTCP on, lone transport-cc reports are read in the socket's callback.
-        tap = IncomingRtpTap(dtls, self._unexpected_rtp, self._transport_feedback)
+        tap = IncomingRtpTap(dtls, self._unexpected_rtp, self._read_rtcp_from_socket)
 
         async def handle_rtcp_data(data: bytes) -> None:
             tap.install()
-            # transport-cc first (aiortc's parser loses its FCI); the rest is aiortc's
-            if self._read_feedback(data) and not only_transport_feedback(data):
-                try:
-                    await original_rtcp(data)
-                except Exception:
-                    self._counters.rtcp_malformed += 1
+            self._read_rtcp(data)
 
         async def drop_rtp(data: bytes, arrival_time_ms: int) -> None:
             self._unexpected_rtp(data, arrival_time_ms)
@@ -736,19 +696,26 @@ class SubscribeConnection:
     def _unexpected_rtp(self, data: bytes, arrival_time_ms: int) -> None:
         self._counters.rtp_unexpected_on_subscribe += 1
 
-    def _transport_feedback(self, data: bytes) -> None:
-        """A lone transport-cc report, decrypted by the transport's tap."""
+    def _read_rtcp_from_socket(self, data: bytes) -> None:
         self._counters.rtcp_feedback_direct += 1
-        self._read_feedback(data)
+        self._read_rtcp(data)
 
-    def _read_feedback(self, data: bytes) -> bool:
-        """Decrypted RTCP to the estimator's reader; False (and counted) if it failed."""
+    def _read_rtcp(self, data: bytes) -> None:
+        """One decrypted (compound) RTCP packet from the subscriber, to whom it concerns."""
         try:
-            self._on_raw_rtcp(data)
-        except Exception:
+            rtcp = read_subscriber_rtcp(data)
+        except MalformedPacket:
             self._counters.rtcp_malformed += 1
-            return False
-        return True
+            return
+        try:
+            if rtcp.transport_fcis:
+                self._on_transport_feedback(rtcp.transport_fcis)
+            for ssrc, feedback in rtcp.feedback:
+                slot = self._slot_by_ssrc.get(ssrc)
+                if slot is not None:
+                    self._on_feedback(slot, feedback)
+        except Exception:
+            logger.exception("subscriber feedback handling failed")
 
     async def create_offer(self) -> str:
         pin_ice_addresses(self._pc, self._ice)

@@ -20,7 +20,6 @@ from sfu.twcc import (
     TransportSequencer,
     match_feedback,
     parse_feedback,
-    transport_feedback_fcis,
 )
 
 FEEDBACK_FRESH_FOR = 2.0  # seconds: without feedback for longer, fall back to REMB
@@ -52,13 +51,8 @@ class SubscriberBandwidth:
         sequence = self.sequencer.next_sequence(time.monotonic_ns() // 1000, size, probe_cluster)
         return sequence.to_bytes(2, "big")
 
-    def on_rtcp(self, compound: bytes) -> None:
-        """Raw decrypted RTCP from the subscriber: feed its transport-cc reports."""
-        try:
-            fcis = transport_feedback_fcis(compound)
-        except MalformedFeedback:
-            self.malformed_feedback += 1
-            return
+    def on_transport_feedback(self, fcis: list[bytes]) -> None:
+        """The subscriber's transport-cc reports (FCIs, from ``sfu.subscriber_rtcp``)."""
         now = time.monotonic()
         for fci in fcis:
             try:

@@ -21,7 +21,6 @@ from sfu.aiortc_bridge import (
     OutboundSlot,
     PublishConnection,
     SubscribeConnection,
-    SubscriberFeedback,
 )
 from sfu.allocator import Candidate, LayerOption, SourceConstraints, allocate
 from sfu.bandwidth import PADDING_BYTES, SubscriberBandwidth
@@ -32,6 +31,7 @@ from sfu.payload import keyframe_test_for
 from sfu.producer import Producer
 from sfu.rtp import pack_extensions, padding_packet
 from sfu.stats import SfuCounters
+from sfu.subscriber_rtcp import SubscriberFeedback
 from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ class Participant:
         if self._subscribe is None:
             self._subscribe = SubscribeConnection(self._ice, self._on_feedback,
                                                   self._connection_state, self._counters,
-                                                  self.bandwidth.on_rtcp)
+                                                  self.bandwidth.on_transport_feedback)
         for slot in self._subscribe.slots:
             if slot.kind == kind and slot.source_id is None and id(slot) not in released_now:
                 return slot
@@ -251,7 +251,7 @@ class Participant:
             self._dirty = False
             await self.renegotiate()
 
-    async def _on_feedback(self, slot: OutboundSlot, feedback: SubscriberFeedback) -> None:
+    def _on_feedback(self, slot: OutboundSlot, feedback: SubscriberFeedback) -> None:
         consumer = self.consumers.get(slot.source_id or "")
         if consumer is None:
             return

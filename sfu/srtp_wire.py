@@ -47,8 +47,6 @@ from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from pylibsrtp import Session
 from pylibsrtp._binding import ffi, lib
 
-from sfu.twcc import RTCP_RTPFB, TRANSPORT_CC_FMT
-
 logger = logging.getLogger(__name__)
 
 SRTP_TRAILER_ROOM = 16 + 4  # the longest SRTP auth tag / AEAD tag (plus MKI headroom)
@@ -196,45 +194,30 @@ def wire_self_check() -> list[str]:
     return problems
 
 
-# What follows an SRTCP packet's RTCP (RFC 3711 §3.4): the E flag and index (4 bytes), then
-# the authentication tag: 10 bytes (AES_CM_128_HMAC_SHA1_80) or 16 (AEAD AES-GCM).
-_SRTCP_TRAILERS = (4 + 10, 4 + 16)
 
-
-def lone_transport_feedback(data: bytes) -> bool:
-    """Whether an SRTCP datagram is a single transport-cc feedback packet.
-
-    Read from the clear part (SRTCP encrypts after the first 8 bytes): the
-    first packet's type, format and length, which must account for the whole
-    datagram but its SRTCP trailer. Browsers send transport-cc this way
-    (reduced-size RTCP, RFC 5506), every 50-100 ms.
-    """
-    return (data[1] == RTCP_RTPFB and data[0] & 0x1F == TRANSPORT_CC_FMT
-            and len(data) - 4 * ((data[2] << 8 | data[3]) + 1) in _SRTCP_TRAILERS)
-
-
-def _no_feedback(data: bytes) -> None:
-    """No feedback handler: lone transport-cc SRTCP keeps aiortc's path (never called)."""
+def _no_rtcp_reader(data: bytes) -> None:
+    """No RTCP reader: SRTCP keeps aiortc's path (never called)."""
 
 
 class IncomingRtpTap:
-    """Decrypts SRTP (and lone transport-cc SRTCP) in the socket callback, hands it on
+    """Decrypts SRTP (and, when asked, SRTCP) in the socket callback, hands it on
     synchronously.
 
     On a publisher's transport ``on_rtp`` gets the media. On a subscriber's,
-    ``on_feedback`` gets its transport-cc reports: with browsers about ten a
-    second per subscriber, and aioice's queue and the DTLS transport's task
-    cost as much again as reading one.
+    ``on_rtcp`` gets its RTCP: with browsers about ten transport-cc reports a
+    second per subscriber, plus receiver reports, NACKs and REMB, and
+    aioice's STUN attempt, its queue and the DTLS transport's task cost as
+    much again as reading one.
     """
 
-    __slots__ = ("_dtls", "_length", "_on_feedback", "_on_rtp", "decrypt_failures",
+    __slots__ = ("_dtls", "_length", "_on_rtcp", "_on_rtp", "decrypt_failures",
                  "installed")
 
     def __init__(self, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes, int], None],
-                 on_feedback: Callable[[bytes], None] | None = None) -> None:
+                 on_rtcp: Callable[[bytes], None] | None = None) -> None:
         self._dtls = dtls
         self._on_rtp = on_rtp
-        self._on_feedback = on_feedback
+        self._on_rtcp = on_rtcp
         self._length = ffi.new("int *")
         self.installed = False
         self.decrypt_failures = 0
@@ -254,20 +237,20 @@ class IncomingRtpTap:
         dtls = self._dtls
         length = self._length
         on_rtp = self._on_rtp
-        feedback_tapped = self._on_feedback is not None
-        on_feedback = self._on_feedback or _no_feedback
+        rtcp_tapped = self._on_rtcp is not None
+        on_rtcp = self._on_rtcp or _no_rtcp_reader
         unprotect = lib.srtp_unprotect
         unprotect_rtcp = lib.srtp_unprotect_rtcp
         clock = time.time
 
         def datagram_received(data: bytes, addr: Any) -> None:
             # SRTP and SRTCP: first byte 128-191 (RFC 7983); RTCP packet types are 192-223
-            # (RFC 5761). Other RTCP keeps aiortc's path (RRs, NACKs, PLIs, REMB).
+            # (RFC 5761). Untapped RTCP keeps aiortc's path.
             if len(data) < 12 or not 127 < data[0] < 192 or dtls._state is not _CONNECTED:
                 original(data, addr)
                 return
             rtcp = 191 < data[1] < 224
-            if rtcp and not (feedback_tapped and lone_transport_feedback(data)):
+            if rtcp and not rtcp_tapped:
                 original(data, addr)
                 return
             session = dtls._rx_srtp
@@ -282,7 +265,7 @@ class IncomingRtpTap:
                 self.decrypt_failures += 1  # forged, replayed or from before a key change
                 return
             if rtcp:
-                on_feedback(buffer[0:length[0]])
+                on_rtcp(buffer[0:length[0]])
             else:
                 on_rtp(buffer[0:length[0]], int((clock() + NTP_UNIX_OFFSET) * 1000))
 

@@ -18,7 +18,7 @@ class SfuCounters:
     rtp_dropped_unknown_payload: int = 0
     rtp_padding_dropped: int = 0
     rtcp_malformed: int = 0
-    rtcp_feedback_direct: int = 0  # transport-cc reports read in the socket callback (the tap)
+    rtcp_feedback_direct: int = 0  # subscribers' RTCP packets read in the socket callback (the tap)
     rtp_unexpected_on_subscribe: int = 0
     consumer_errors: int = 0
     ingress_errors: int = 0

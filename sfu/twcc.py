@@ -52,7 +52,6 @@ NO_PROBE = -1
 
 _FCI_HEADER = struct.Struct("!HHI")
 _LARGE_DELTA = struct.Struct("!h")
-_RTCP_HEADER = struct.Struct("!BBH")
 _RTPFB_HEADER = struct.Struct("!BBHII")
 
 # Slot states of the send history: the 16-bit sequence number itself means
@@ -363,50 +362,3 @@ def build_feedback_packet(sender_ssrc: int, media_ssrc: int, fci: bytes) -> byte
         (RTCP_VERSION << 6) | TRANSPORT_CC_FMT, RTCP_RTPFB, length_words, sender_ssrc, media_ssrc
     )
     return header + fci
-
-
-def transport_feedback_fcis(compound: bytes) -> list[bytes]:
-    """The transport-cc FCIs inside a (compound) RTCP packet, in order.
-
-    aiortc parses fmt=15 RTPFB as a NACK and loses the FCI, so the hook reads
-    the raw decrypted RTCP with this. Raises ``MalformedFeedback`` when the
-    compound framing itself is broken (RFC 3550 §6.1).
-    """
-    found: list[bytes] = []
-    pos = 0
-    size = len(compound)
-    while pos < size:
-        if pos + 4 > size:
-            raise MalformedFeedback("RTCP header is truncated")
-        first, packet_type, length_words = _RTCP_HEADER.unpack_from(compound, pos)
-        end = pos + 4 * (length_words + 1)
-        if first >> 6 != RTCP_VERSION or end > size:
-            raise MalformedFeedback("RTCP packet framing is invalid")
-        if packet_type == RTCP_RTPFB and first & 0x1F == TRANSPORT_CC_FMT:
-            body_end = end - (compound[end - 1] if first & 0x20 else 0)
-            if body_end < pos + 12 or (first & 0x20 and body_end == end):
-                raise MalformedFeedback("transport-cc packet is shorter than its header")
-            found.append(compound[pos + 12 : body_end])
-        pos = end
-    return found
-
-
-def only_transport_feedback(compound: bytes) -> bool:
-    """Whether a (compound) RTCP packet is transport-cc feedback and nothing else.
-
-    Well framed, at least one packet, every one RTPFB fmt 15. Such a packet
-    has nothing for aiortc (it would parse each one as a NACK without
-    sequence numbers, route it to a sender and drop it), and with browsers
-    it is most of what a subscriber sends: one every 50-100 ms.
-    """
-    pos = 0
-    size = len(compound)
-    while pos < size:
-        if pos + 4 > size:
-            return False
-        first, packet_type, length_words = _RTCP_HEADER.unpack_from(compound, pos)
-        if (first >> 6 != RTCP_VERSION or packet_type != RTCP_RTPFB
-                or first & 0x1F != TRANSPORT_CC_FMT):
-            return False
-        pos += 4 * (length_words + 1)
-    return 0 < pos == size

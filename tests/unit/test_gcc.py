@@ -40,6 +40,7 @@ from sfu.gcc import (
     TrendlineFilter,
     least_squares_slope,
 )
+from sfu.subscriber_rtcp import read_subscriber_rtcp
 from sfu.twcc import (
     REFERENCE_TIME_MOD,
     REFERENCE_TIME_TICK_US,
@@ -49,7 +50,6 @@ from sfu.twcc import (
     build_feedback_packet,
     match_feedback,
     parse_feedback,
-    transport_feedback_fcis,
 )
 
 PACKET_SIZE = 1200
@@ -177,7 +177,7 @@ def simulate(
                 in_flight_feedback.append((now + ONE_WAY_MS, build_feedback_packet(1, 2, fci)))
         while in_flight_feedback and in_flight_feedback[0][0] <= now:
             _, packet = in_flight_feedback.pop(0)
-            for fci in transport_feedback_fcis(packet):
+            for fci in read_subscriber_rtcp(packet).transport_fcis:
                 results = match_feedback(sequencer, parse_feedback(fci))
                 trace.points.append((now, estimator.on_feedback(results, now)))
         tick += 1

@@ -25,9 +25,7 @@ from sfu.twcc import (
     build_feedback,
     build_feedback_packet,
     match_feedback,
-    only_transport_feedback,
     parse_feedback,
-    transport_feedback_fcis,
 )
 
 
@@ -195,60 +193,6 @@ def test_build_rejects_what_does_not_fit(arrivals: list[int | None]) -> None:
 def test_build_rejects_a_reference_time_out_of_range() -> None:
     with pytest.raises(ValueError):
         build_feedback(0, 1 << 24, 0, [0])
-
-
-# --- RTCP framing -----------------------------------------------------------------------------
-
-
-def test_feedback_packet_in_a_compound_rtcp_packet() -> None:
-    body = build_feedback(42, 1, 0, [250, None, 750])
-    packet = build_feedback_packet(0x11111111, 0x22222222, body)
-    assert packet[0] == 0x8F and packet[1] == 205
-    assert struct.unpack_from("!H", packet, 2)[0] == len(packet) // 4 - 1
-    receiver_report = bytes([0x80, 201, 0, 1]) + b"\x00\x00\x00\x01"
-    nack = bytes([0x81, 205, 0, 3]) + b"\x00" * 12
-    compound = receiver_report + packet + nack + packet
-    assert transport_feedback_fcis(compound) == [body, body]
-    assert transport_feedback_fcis(receiver_report) == []
-
-
-def test_only_transport_feedback_is_kept_from_aiortc() -> None:
-    """What aiortc may skip: transport-cc alone; anything else in the compound, or broken
-    framing (aiortc's parser then counts it as malformed), still goes to aiortc."""
-    packet = build_feedback_packet(1, 2, build_feedback(42, 1, 0, [250, None, 750]))
-    receiver_report = bytes([0x80, 201, 0, 1]) + b"\x00\x00\x00\x01"
-    nack = bytes([0x81, 205, 0, 3]) + b"\x00" * 12
-    assert only_transport_feedback(packet)
-    assert only_transport_feedback(packet + packet)
-    assert not only_transport_feedback(receiver_report + packet)
-    assert not only_transport_feedback(packet + nack)
-    assert not only_transport_feedback(b"")
-    assert not only_transport_feedback(packet[:-4])  # its length says more than is there
-    assert not only_transport_feedback(packet + b"\x8f\xcd")  # a truncated second header
-
-
-def test_padded_feedback_packet() -> None:
-    body = build_feedback(1, 0, 0, [250])
-    packet = build_feedback_packet(1, 2, body) + b"\x00\x00\x00\x04"
-    packet = (
-        bytes([packet[0] | 0x20, packet[1]]) + struct.pack("!H", len(packet) // 4 - 1) + packet[4:]
-    )
-    assert transport_feedback_fcis(packet) == [body]
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"\x8f\xcd\x00",  # header cut
-        b"\x8f\xcd\x00\x05" + b"\x00" * 8,  # length beyond the data
-        b"\x4f\xcd\x00\x00",  # version 1
-        b"\x8f\xcd\x00\x01" + b"\x00" * 4,  # shorter than the two SSRCs
-        b"\xaf\xcd\x00\x02" + b"\x00" * 8,  # padding bit, padding count 0
-    ],
-)
-def test_broken_rtcp_framing(raw: bytes) -> None:
-    with pytest.raises(MalformedFeedback):
-        transport_feedback_fcis(raw)
 
 
 def test_build_feedback_packet_needs_a_padded_fci() -> None:
