@@ -26,22 +26,25 @@ from sfu.allocator import Candidate, LayerOption, SourceConstraints, allocate
 from sfu.bandwidth import PADDING_BYTES, SubscriberBandwidth
 from sfu.consumer import Consumer
 from sfu.errors import InvalidSdp, StaleRevision
+from sfu.gcc import ProbeCluster
 from sfu.ingress import PublisherIngress
 from sfu.payload import keyframe_test_for
 from sfu.producer import Producer
 from sfu.rtp import pack_extensions, padding_packet
 from sfu.stats import SfuCounters
 from sfu.subscriber_rtcp import SubscriberFeedback
+from sfu.ticker import Ticker
 from sfu.twcc import TRANSPORT_CC_URI
 
 logger = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 USABLE_AUDIO = {"audio/opus"}
-ALLOCATION_INTERVAL = 0.5  # seconds between two allocations of a subscriber's bandwidth
-PROBE_CHECK_INTERVAL = 0.05  # seconds between two asks for a probe cluster
+TICK = 0.05  # seconds between two runs of the worker's periodic timer (sfu.ticker)
+ALLOCATION_TICKS = 10  # 0.5 s between two allocations of a subscriber's bandwidth
+PROBE_TICKS = 1  # 50 ms between two asks for a probe cluster while transport-cc flows
+PROBE_IDLE_TICKS = 10  # 0.5 s between two looks while the subscriber sends no such feedback
 MAX_PENDING_EVENTS = 1000  # events queued for a client that does not read them any more
-PROBE_IDLE_INTERVAL = 0.5  # seconds between two looks while the subscriber sends no feedback
 REACT_INTERVAL = 0.2  # seconds: feedback reallocates at once, but not more often than this
 
 
@@ -89,9 +92,12 @@ class Participant:
         self.constraints: dict[str, SourceConstraints] = {}
         self.source_order: list[str] = []
         self.bandwidth = SubscriberBandwidth()
-        self._probe_task: asyncio.Task[None] | None = None
         self._forwarded = _ForwardedRate()
-        self._allocation_task: asyncio.Task[None] | None = None
+        self._ticker: Ticker | None = None  # the worker's timer, once media can flow
+        self._stop_allocation: Callable[[], None] | None = None
+        self._stop_probe_checks: Callable[[], None] | None = None
+        self._probe_period = 0
+        self._probing: asyncio.Task[None] | None = None
         self._last_allocation = 0.0
         self.active_speaker: str | None = None  # the room's dominant speaker (participant id)
         self._stalled = False
@@ -243,9 +249,10 @@ class Participant:
         for consumer in self.consumers.values():
             if not consumer.active and not consumer.closed:
                 consumer.activate()
-        if self._allocation_task is None:
-            self._allocation_task = asyncio.ensure_future(self._allocation_loop())
-            self._probe_task = asyncio.ensure_future(self._probe_loop())
+        if self._ticker is None:
+            self._ticker = Ticker.for_loop(TICK)
+            self._stop_allocation = self._ticker.every(ALLOCATION_TICKS, self.reallocate)
+            self._check_probes_every(PROBE_IDLE_TICKS)
         self.reallocate()
         if self._dirty:
             self._dirty = False
@@ -290,25 +297,42 @@ class Participant:
                           for c in self.consumers.values()},
         }
 
-    async def _probe_loop(self) -> None:
-        """Send the estimator's probe clusters as padding on an RTX stream."""
-        while not self.closed:
-            # Without transport-cc feedback there is nothing to probe with: look rarely
-            # (a timer per subscriber at 20 Hz is a measurable share of an idle room).
-            send_side = self.bandwidth.send_side_active
-            await asyncio.sleep(PROBE_CHECK_INTERVAL if send_side else PROBE_IDLE_INTERVAL)
-            probe = self.bandwidth.probe()
-            slot = self._probe_slot()
-            if probe is None or slot is None:
-                continue
-            cluster, count, interval = probe
-            try:
-                for _ in range(count):
-                    slot.send_rtp(self._padding(slot, cluster.cluster_id))
-                    self._counters.probe_packets += 1
-                    await asyncio.sleep(interval)
-            except Exception:
-                logger.exception("probing failed for %s", self.id)
+    def _check_probes_every(self, ticks: int) -> None:
+        assert self._ticker is not None
+        if self._stop_probe_checks is not None:
+            self._stop_probe_checks()
+        self._probe_period = ticks
+        self._stop_probe_checks = self._ticker.every(ticks, self._probe_tick)
+
+    def _probe_tick(self) -> None:
+        """Start the estimator's next probe cluster when one is due.
+
+        Without transport-cc feedback there is nothing to probe with: look
+        rarely (at 20 Hz, per subscriber, it was a measurable share of an
+        idle room), and often again as soon as feedback flows.
+        """
+        period = PROBE_TICKS if self.bandwidth.send_side_active else PROBE_IDLE_TICKS
+        if period != self._probe_period:
+            self._check_probes_every(period)
+        if self._probing is not None and not self._probing.done():
+            return
+        probe = self.bandwidth.probe()
+        if probe is None:
+            return
+        slot = self._probe_slot()
+        if slot is not None:
+            self._probing = asyncio.ensure_future(self._send_probe(slot, *probe))
+
+    async def _send_probe(self, slot: OutboundSlot, cluster: ProbeCluster, count: int,
+                          interval: float) -> None:
+        """One probe cluster as padding on an RTX stream, paced at the cluster's bitrate."""
+        try:
+            for _ in range(count):
+                slot.send_rtp(self._padding(slot, cluster.cluster_id))
+                self._counters.probe_packets += 1
+                await asyncio.sleep(interval)
+        except Exception:
+            logger.exception("probing failed for %s", self.id)
 
     def _probe_slot(self) -> OutboundSlot | None:
         """A sendonly video m-line with RTX: padding there is dropped by the browser unseen."""
@@ -336,14 +360,6 @@ class Participant:
         """The speaker's video is served right after what is on stage."""
         self.active_speaker = participant_id
         self.reallocate()
-
-    async def _allocation_loop(self) -> None:
-        while not self.closed:
-            await asyncio.sleep(ALLOCATION_INTERVAL)
-            try:
-                self.reallocate()
-            except Exception:
-                logger.exception("allocation failed for %s", self.id)
 
     def _budget(self, now: float) -> int:
         video = [c for c in self.consumers.values() if c.producer.kind == "video"]
@@ -400,9 +416,11 @@ class Participant:
         if self.closed:
             return []
         self.closed = True
-        for task in (self._allocation_task, self._probe_task):
-            if task is not None:
-                task.cancel()
+        for stop in (self._stop_allocation, self._stop_probe_checks):
+            if stop is not None:
+                stop()
+        if self._probing is not None:
+            self._probing.cancel()
         producers = list(self.producers.values())
         for producer in producers:
             producer.close()
