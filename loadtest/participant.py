@@ -43,7 +43,6 @@ from loadtest.media_library import (
     opus_clip,
     vp8_clip,
 )
-from loadtest.rtcp_timer import RtcpTicker
 from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter
 from loadtest.signaling_client import SignalingClient
 from loadtest.srtp_socket import DirectReceive, SocketReader
@@ -54,6 +53,7 @@ from sfu.aiortc_bridge import (
     override,
     pin_ice_addresses,
 )
+from sfu.ticker import Ticker
 from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
 
 LOOPBACK = IceSettings("127.0.0.1", "127.0.0.1")
@@ -167,11 +167,11 @@ class LightParticipant:
         self._hooked: set[int] = set()
         self._dtls: Any = None
         self._direct: asyncio.Task[None] | None = None
-        self._ticker: RtcpTicker | None = None
+        self._ticker: Ticker | None = None
+        self._stop_rtcp: list[Callable[[], None]] = []  # this participant's periodic RTCP
         self._readers: list[SocketReader] = []
         self.receive_path_note = ""  # why the socket could not be taken over, if it could not
         self._rtcp_ssrc = random.getrandbits(32)
-        self._phase = random.randrange(REPORT_TICKS)  # spreads the reports over the second
 
     @property
     def packets(self) -> int:
@@ -273,11 +273,13 @@ class LightParticipant:
             self._hooked.add(id(dtls))
             override(dtls, "_handle_rtp_data", self._on_rtp)
             self._dtls = dtls
+        if self._ticker is None:
+            self._ticker = Ticker.for_loop(TICK)
+            self._stop_rtcp.append(self._ticker.every(REPORT_TICKS, self._send_report))
+            self._counter.on_loss = self._nacks_due
         if twcc_id is not None and not self._counter.twcc_id:
             self._counter.twcc_id = twcc_id
-        if self._ticker is None:
-            self._ticker = RtcpTicker.for_loop(TICK)
-            self._ticker.add(id(self), self._tick)
+            self._stop_rtcp.append(self._ticker.every(FEEDBACK_TICKS, self._send_feedback))
         if self.config.direct_receive and self._direct is None:
             self._direct = asyncio.ensure_future(self._read_socket_directly(dtls))
             self._tasks.append(self._direct)
@@ -347,45 +349,69 @@ class LightParticipant:
             return False
         for reader in self._readers:
             drop_media_in_kernel(reader.get_extra_info("socket"))
-        if self._ticker is not None:
-            self._ticker.remove(id(self))
+        self._stop_timers()
         return True
 
-    def _tick(self, number: int) -> None:
-        """The process's RTCP timer: receiver reports, NACKs, transport-cc feedback."""
+    def _stop_timers(self) -> None:
+        for stop in self._stop_rtcp:
+            stop()
+        self._stop_rtcp.clear()
+        self._counter.on_loss = self._nacks_not_sent
+
+    def _connected_dtls(self) -> Any:
         dtls = self._dtls
-        if dtls is None or dtls._state is not DTLS_CONNECTED:
-            return
-        counter = self._counter
-        phase = number + self._phase
-        if phase % REPORT_TICKS == 0:
-            report = counter.receiver_report(self._rtcp_ssrc)
+        return dtls if dtls is not None and dtls._state is DTLS_CONNECTED else None
+
+    def _send_report(self) -> None:
+        """Receiver reports, once a second (on the process's ``Ticker``)."""
+        dtls = self._connected_dtls()
+        if dtls is not None:
+            report = self._counter.receiver_report(self._rtcp_ssrc)
             if report is not None:
                 self._send_rtcp(dtls, report)
-        if counter.nack_due:
-            pending = False
-            for stream in list(counter.streams.values()):
-                if not stream.missing:
-                    continue
-                lost = stream.take_nack()
-                pending = pending or bool(stream.missing)
-                if lost:
-                    stream.nacks_sent += 1
-                    nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc,
-                                           media_ssrc=stream.ssrc)
-                    nack.lost = sorted(lost)
-                    self._send_rtcp(dtls, bytes(nack))
-            counter.nack_due = pending
-        if counter.twcc_id and phase % FEEDBACK_TICKS == 0:
-            fci = counter.feedback.report()
+
+    def _send_feedback(self) -> None:
+        """Transport-cc feedback for what arrived since the last one, every 100 ms."""
+        dtls = self._connected_dtls()
+        if dtls is not None:
+            fci = self._counter.feedback.report()
             if fci is not None:
                 self._send_rtcp(dtls, build_feedback_packet(self._rtcp_ssrc, 0, fci))
+
+    def _nacks_due(self) -> None:
+        """A stream has new missing packets: NACK them at the next tick."""
+        if self._ticker is not None:
+            self._ticker.soon(self._send_nacks)
+
+    def _nacks_not_sent(self) -> None:
+        """A sink's (or a leaving participant's) losses: its RTCP has stopped."""
+
+    def _send_nacks(self) -> None:
+        """NACK what is missing, and again at the next tick while anything still is."""
+        dtls = self._connected_dtls()
+        if dtls is None:
+            return
+        pending = False
+        for stream in list(self._counter.streams.values()):
+            if not stream.missing:
+                continue
+            lost = stream.take_nack()
+            pending = pending or bool(stream.missing)
+            if lost:
+                stream.nacks_sent += 1
+                nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self._rtcp_ssrc,
+                                       media_ssrc=stream.ssrc)
+                nack.lost = sorted(lost)
+                self._send_rtcp(dtls, bytes(nack))
+        if pending:
+            self._nacks_due()
 
     def _send_rtcp(self, dtls: Any, packet: bytes) -> None:
         """SRTCP-protect and send now: through the socket this participant reads itself,
         or (without one) aiortc's coroutine."""
         if self._readers:
-            self._readers[0].sendto(dtls._tx_srtp.protect_rtcp(packet))
+            with contextlib.suppress(ConnectionError, OSError):  # leaving: timers stop next
+                self._readers[0].sendto(dtls._tx_srtp.protect_rtcp(packet))
         else:
             task = asyncio.ensure_future(dtls._send_rtp(packet))
             task.add_done_callback(_ignore_result)
@@ -417,8 +443,7 @@ class LightParticipant:
                                  streams, self.packets, self.octets, self.paused)
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.remove(id(self))
+        self._stop_timers()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.signaling.send({"type": "leave"}), 2)
         for task in self._tasks:

@@ -18,9 +18,9 @@ the participant reads its ICE socket itself (``loadtest.srtp_socket``):
 
 Sender reports from the SFU are read on the same path (for the LSR/DLSR of
 receiver reports). The RTCP a browser sends is built from these counters *on
-a timer*, never per packet: ``loadtest.rtcp_timer.RtcpTicker`` runs one timer
-per event loop that sends every participant's receiver reports, NACKs and
-transport-cc feedback. This module is the counting part.
+a timer*, never per packet: ``sfu.ticker.Ticker`` runs one timer per event
+loop that sends every participant's receiver reports, NACKs (when
+``on_loss`` asks) and transport-cc feedback. This module is the counting part.
 
 **Which SRTP packets are decrypted.** SRTP encrypts the payload only; the
 header (sequence number, timestamp, SSRC, marker, header extensions such as
@@ -225,6 +225,10 @@ def _vp8_key_frame_bit(data: bytes | bytearray, pos: int, end: int) -> bool:
     return offset < end and not data[offset] & 0x01
 
 
+def _no_loss_listener() -> None:
+    """Nobody sends NACKs for this counter (yet)."""
+
+
 class RtpCounter:
     """Counts RTP packets per SSRC from their header (and a VP8 payload's first bytes)."""
 
@@ -236,7 +240,7 @@ class RtpCounter:
         self.srtp_trailer = 0  # bytes of SRTP auth tag, learnt from each decrypted packet
         self.twcc_id = 0  # the transport-cc extension's id; 0 when not negotiated
         self.feedback = TransportFeedbackGenerator()
-        self.nack_due = False  # a stream has missing packets
+        self.on_loss: Callable[[], None] = _no_loss_listener  # a stream has new missing packets
         self.sender_reports = 0
         # SSRC -> (middle 32 bits of the last sender report's NTP time, when it arrived)
         self.last_sr: dict[int, tuple[int, float]] = {}
@@ -434,4 +438,4 @@ class RtpCounter:
         if len(missing) > NACK_HISTORY:
             for old in sorted(missing)[:len(missing) - NACK_HISTORY]:
                 del missing[old]
-        self.nack_due = True
+        self.on_loss()
