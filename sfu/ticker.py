@@ -13,40 +13,53 @@ logger = logging.getLogger(__name__)
 Callback = Callable[[], None]
 
 
+BATCH = 32  # callbacks of one period that share a tick before the next tick of it is used
+
+
 class Ticker:
-    """Calls many participants' periodic work from one timer.
+    """Calls many participants' periodic work from one timer, waking up only when some is due.
 
     A sleeping task per participant and job costs, at every wake-up, a timer
-    handle, a future and a task step: with hundreds of participants per
-    process (an SFU worker's subscribers, a load generator's light clients)
-    the wake-ups cost more than the work they run, and all of it is paid
-    while the room is silent. Here one ``call_at`` chain per event loop and
-    interval runs only what is due: a callback registered ``every`` k ticks
-    runs on one tick in k, and callbacks sharing a period are dealt round the
-    k phases, so a period's work is spread over it instead of arriving at
-    once. ``soon`` asks for one call at the next tick (a NACK to send). The
-    timer stops while nothing is registered.
+    handle, a future and a task step, and on this VM a wake-up from idle
+    costs 100-150 µs of the process's CPU by itself (``uvloop`` timer at
+    10-100 Hz, nothing else running; docs/benchmarks.md). With hundreds of
+    participants per process (an SFU worker's subscribers, a load
+    generator's light clients) the wake-ups cost more than the work, and
+    all of it is paid while the room is silent.
+
+    Here one ``call_at`` chain per event loop and interval runs what is due
+    and then sleeps until the next tick that has something to run. A
+    callback registered ``every`` k ticks runs on one tick in k; callbacks
+    of one period share a tick up to ``BATCH`` of them (a short burst of
+    work costs less than another wake-up), and beyond that are dealt to
+    the period's other ticks, so hundreds do not all run at once. ``soon``
+    asks for one call at the next tick (a NACK to send). Tick numbers
+    follow the clock: after a stall the missed ticks that had work run at
+    once, each once.
 
     Callbacks are synchronous (they decide and send; anything longer starts
     its own task). One that raises is counted and logged; the others run.
     """
-
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, Ticker]] = (
         weakref.WeakKeyDictionary())
 
-    def __init__(self, interval: float, loop: asyncio.AbstractEventLoop) -> None:
-        if interval <= 0:
-            raise ValueError("a tick needs a positive interval")
+    def __init__(self, interval: float, loop: asyncio.AbstractEventLoop,
+                 batch: int = BATCH) -> None:
+        if interval <= 0 or batch < 1:
+            raise ValueError("a tick needs a positive interval and batch")
         self.interval = interval
+        self.batch = batch
         self._loop = loop
+        self._origin = loop.time()  # tick n is due at origin + n * interval
         self._phases: dict[int, list[dict[int, Callback]]] = {}  # period -> its buckets
         self._dealt: dict[int, int] = {}  # period -> registrations so far (the next phase)
         self._soon: dict[Callback, None] = {}  # an ordered set: asked twice, called once
         self._keys = itertools.count()
         self._registered = 0
         self._handle: asyncio.TimerHandle | None = None
-        self._due_at = 0.0
-        self.ticks = 0
+        self._armed_for = 0  # the tick the timer is set for, while it is set
+        self.ticks = 0  # the number of the last tick run (ticks with nothing due are skipped)
+        self.wakeups = 0
         self.failures = 0
         self.last_failure = ""
 
@@ -78,11 +91,13 @@ class Ticker:
             buckets = self._phases[ticks] = [{} for _ in range(ticks)]
         dealt = self._dealt.get(ticks, 0)
         self._dealt[ticks] = dealt + 1
-        bucket = buckets[dealt % ticks]
+        phase = (dealt // self.batch) % ticks
+        bucket = buckets[phase]
         key = next(self._keys)
         bucket[key] = callback
         self._registered += 1
-        self._arm()
+        after = self._current_tick()
+        self._arm_for(after + (phase - after - 1) % ticks + 1)  # its first tick from now
 
         def cancel() -> None:
             if bucket.pop(key, None) is not None:
@@ -93,17 +108,37 @@ class Ticker:
     def soon(self, callback: Callback) -> None:
         """Call ``callback`` once at the next tick, however often it is asked before."""
         self._soon[callback] = None
-        self._arm()
+        self._arm_for(self._current_tick() + 1)
 
-    def _arm(self) -> None:
-        if self._handle is None:
-            self._due_at = self._loop.time() + self.interval
-            self._handle = self._loop.call_at(self._due_at, self._tick)
+    def _current_tick(self) -> int:
+        """The last tick whose time has come (run or not)."""
+        return max(self.ticks, int((self._loop.time() - self._origin) / self.interval))
+
+    def _arm_for(self, number: int) -> None:
+        """Make sure the timer goes off at tick ``number`` at the latest."""
+        if self._handle is not None:
+            if self._armed_for <= number:
+                return
+            self._handle.cancel()
+        self._armed_for = number
+        self._handle = self._loop.call_at(self._origin + number * self.interval, self._tick)
+
+    def _next_due(self, number: int) -> int | None:
+        """The first tick after ``number`` with something to run; None if there is none."""
+        if self._soon:
+            return number + 1
+        ahead: int | None = None
+        for period, buckets in self._phases.items():
+            for distance in range(1, min(period, ahead or period) + 1):
+                if buckets[(number + distance) % period]:
+                    ahead = distance
+                    break
+        return None if ahead is None else number + ahead
 
     def _tick(self) -> None:
         self._handle = None
-        self.ticks += 1
-        number = self.ticks
+        number = self.ticks = self._armed_for
+        self.wakeups += 1
         for period, buckets in list(self._phases.items()):
             bucket = buckets[number % period]
             if bucket:
@@ -113,10 +148,9 @@ class Ticker:
             due, self._soon = self._soon, {}
             for callback in due:
                 self._call(callback)
-        if self._registered or self._soon:
-            # On schedule, without drift; after a stall, from now (no burst of catch-up ticks).
-            self._due_at = max(self._due_at + self.interval, self._loop.time())
-            self._handle = self._loop.call_at(self._due_at, self._tick)
+        following = self._next_due(number)
+        if following is not None:
+            self._arm_for(following)
 
     def _call(self, callback: Callback) -> None:
         try:

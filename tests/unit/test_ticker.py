@@ -23,7 +23,7 @@ async def _ticks(ticker: Ticker, count: int) -> None:
 
 
 async def test_periodic_callbacks_are_spread_over_their_period() -> None:
-    ticker = Ticker(TICK, asyncio.get_running_loop())
+    ticker = Ticker(TICK, asyncio.get_running_loop(), batch=1)
     calls: dict[str, list[int]] = {name: [] for name in "abcd"}
     for name in "abc":
         ticker.every(3, lambda name=name: calls[name].append(ticker.ticks))
@@ -35,8 +35,34 @@ async def test_periodic_callbacks_are_spread_over_their_period() -> None:
         ticks = calls[name]
         assert len(ticks) >= 3
         assert {b - a for a, b in itertools.pairwise(ticks)} == {3}
-    # three callbacks of period 3: one per tick, never together
+    # three callbacks of period 3, one per batch: one per tick, never together
     assert len({ticks[0] % 3 for ticks in (calls["a"], calls["b"], calls["c"])}) == 3
+
+
+async def test_a_batch_shares_a_tick_and_ticks_without_work_are_slept_through() -> None:
+    ticker = Ticker(TICK, asyncio.get_running_loop(), batch=2)
+    calls: list[list[int]] = [[] for _ in range(4)]
+    for i in range(4):
+        ticker.every(10, lambda i=i: calls[i].append(ticker.ticks))
+    await asyncio.sleep(TICK * 31)
+    ticker.close()
+    phases = [{tick % 10 for tick in ticks} for ticks in calls]
+    assert all(len(ticks) >= 2 for ticks in calls)
+    assert phases[0] == phases[1] and phases[2] == phases[3] and phases[0] != phases[2]
+    # two ticks with work in every ten: the timer went off for those only
+    assert ticker.wakeups <= 2 * (ticker.ticks // 10 + 1)
+
+
+async def test_work_registered_while_the_timer_sleeps_long_is_not_late() -> None:
+    ticker = Ticker(TICK, asyncio.get_running_loop())
+    ticker.every(1000, lambda: None)  # the timer now sleeps for 1000 ticks
+    soon: list[int] = []
+    ticker.soon(lambda: soon.append(ticker.ticks))
+    every: list[int] = []
+    ticker.every(2, lambda: every.append(ticker.ticks))
+    await asyncio.sleep(TICK * 8)
+    ticker.close()
+    assert len(soon) == 1 and len(every) >= 2
 
 
 async def test_cancel_stops_one_callback_and_an_empty_ticker_stops_its_timer() -> None:
