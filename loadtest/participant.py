@@ -52,6 +52,7 @@ from sfu.aiortc_bridge import (
     new_peer_connection,
     override,
     pin_ice_addresses,
+    without_periodic_rtcp,
 )
 from sfu.ticker import Ticker
 from sfu.twcc import TRANSPORT_CC_URI, build_feedback_packet
@@ -268,6 +269,8 @@ class LightParticipant:
         self._mid_kind.update(mid_kind)
         self._rtx_pts |= rtx
         await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+        for transceiver in pc.getTransceivers():  # their receiver reports are the ticker's
+            without_periodic_rtcp(transceiver.receiver)
         dtls = pc.getTransceivers()[0].receiver.transport
         if id(dtls) not in self._hooked:
             self._hooked.add(id(dtls))
