@@ -157,5 +157,6 @@ def _floor(args: argparse.Namespace) -> int:
     else:
         print(f"SRTP protect {floor.srtp_protect_us:.2f} µs, sendto {floor.sendto_us:.2f} µs "
               f"(connected send {floor.connected_send_us:.2f} µs; to receivers not waiting "
-              f"{floor.sink_sendto_us:.2f} µs) per 1,228-byte packet")
+              f"{floor.sink_sendto_us:.2f} µs) per 1,228-byte packet; a timer wake-up of an "
+              f"idle process {floor.wakeup_us:.0f} µs")
     return 0

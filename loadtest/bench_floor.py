@@ -14,10 +14,16 @@ waiting for it (a socket filter drops the datagram in the kernel, as
 without the receiver's wake-up. The light subscribers of ``bench forward``
 read on a timer (``loadtest.srtp_socket.ReceivePoller``), so most copies
 the SFU sends them cost this, not ``sendto_us``.
+
+``wakeup_us`` is the CPU one wake-up of an idle uvloop process by its own
+timer costs (100 Hz, nothing else to do): on this VM 100-150 µs, the price
+of every timer and every lone packet that finds a process asleep, which is
+why periodic work is batched on one ``sfu.ticker.Ticker`` per process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -29,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import uvloop
 from pylibsrtp import Policy, Session
 from pylibsrtp._binding import ffi, lib
 
@@ -36,6 +43,8 @@ from loadtest.kernel_sink import drop_media_in_kernel
 
 PACKET = 1228  # RTP header with three extensions + 1,200 bytes of payload
 SINKS = 50  # receivers of the sink measurement, as subscribers of ``bench forward``
+WAKEUP_HZ = 100  # slow enough that every tick finds the process asleep
+WAKEUPS = 40  # per timed run
 _RECEIVER = """
 import socket, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -53,6 +62,7 @@ class FloorResult:
     sendto_us: float
     connected_send_us: float
     sink_sendto_us: float
+    wakeup_us: float
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -149,8 +159,32 @@ def _sink_send_cost(runs: int, count: int) -> float:
             sink.close()
 
 
-def run_floor(runs: int = 5, count: int = 20_000) -> FloorResult:
+def _wakeup_cost(runs: int, count: int) -> float:
+    """µs of CPU per wake-up of an otherwise idle uvloop by its own timer."""
+    async def timed() -> float:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        left = count
+
+        def tick() -> None:
+            nonlocal left
+            left -= 1
+            if left:
+                loop.call_later(1 / WAKEUP_HZ, tick)
+            else:
+                done.set_result(None)
+
+        started = time.process_time()
+        loop.call_later(1 / WAKEUP_HZ, tick)
+        await done
+        return (time.process_time() - started) / count * 1e6
+
+    return statistics.median(uvloop.run(timed()) for _ in range(runs))
+
+
+def run_floor(runs: int = 5, count: int = 20_000, wakeups: int = WAKEUPS) -> FloorResult:
     protect = _protect_cost(runs, count)
     send_to, send = _send_costs(runs, count)
     return FloorResult(srtp_protect_us=protect, sendto_us=send_to, connected_send_us=send,
-                       sink_sendto_us=_sink_send_cost(runs, count))
+                       sink_sendto_us=_sink_send_cost(runs, count),
+                       wakeup_us=_wakeup_cost(runs, wakeups))

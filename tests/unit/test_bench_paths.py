@@ -25,7 +25,8 @@ def test_costs_are_positive_and_every_copy_went_out() -> None:
 def test_the_floor_bench_times_protect_and_send() -> None:
     from loadtest.bench_floor import run_floor
 
-    result = run_floor(runs=1, count=500)
+    result = run_floor(runs=1, count=500, wakeups=5)
     assert 0 < result.srtp_protect_us < 1000
     assert 0 < result.sendto_us < 1000 and 0 < result.connected_send_us < 1000
     assert 0 < result.sink_sendto_us < 1000
+    assert 0 < result.wakeup_us < 100_000
