@@ -217,13 +217,14 @@ class ReceivePoller:
     transport-cc arrival times it sends: small next to a Wi-Fi tablet's.
     ``VISIO_RECEIVE_COALESCE_MS=0`` restores reading at once.
 
-    While datagrams keep coming (a frame's burst to every subscriber lasts a
-    few milliseconds), a read that found some schedules the next one
-    ``COALESCE_S`` later instead of watching the set's descriptor again: that
-    descriptor sits in uvloop's own epoll set, and every add/remove of a
-    nested epoll set is an ``epoll_ctl`` with a loop check over all the
-    sockets behind it (3 % of the client's CPU in a ``perf`` profile with 50
-    subscribers). The descriptor is watched again once a read finds nothing.
+    After that one read the set's descriptor is watched again at once. An
+    earlier version read again ``COALESCE_S`` later while datagrams kept
+    coming, to save the ``epoll_ctl`` of watching the nested set again; but
+    that read almost always found the burst over and cost a timer wake-up
+    of its own, and a wake-up from idle costs this VM 100-150 µs
+    (``visio bench floor``: ``wakeup_us``) against a few for ``epoll_ctl``:
+    8.79 → 8.27 µs per received packet, medians of 4 alternating pairs of
+    ``visio bench forward --subscribers 50`` (docs/benchmarks.md).
     """
 
     _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReceivePoller] = (
@@ -238,7 +239,7 @@ class ReceivePoller:
         self._epoll = _original("select", "epoll")()
         self._readers: dict[int, Callable[[], None]] = {}
         self.wakeups = 0  # times the set was read
-        self.rearms = 0  # times the set went quiet and its descriptor was watched again
+        self.empty_reads = 0  # reads that found no socket readable
         loop.add_reader(self._epoll.fileno(), self._ready)
 
     @classmethod
@@ -275,10 +276,8 @@ class ReceivePoller:
     def _drain_and_rearm(self) -> None:
         if not self._readers:  # the last socket left meanwhile: the set is closed
             return
-        if self._drain():  # more is likely on its way (the rest of a burst): read again later
-            self._loop.call_later(self.COALESCE_S, self._drain_and_rearm)
-        elif self._readers:  # quiet (and a reader may have closed on what it read)
-            self.rearms += 1
+        self._drain()
+        if self._readers:  # (a reader may have closed on what it read)
             self._loop.add_reader(self._epoll.fileno(), self._ready)
 
     def _drain(self) -> int:
@@ -295,4 +294,6 @@ class ReceivePoller:
                 read_one = readers.get(fileno)
                 if read_one is not None:
                     read_one()
+        if not readable:
+            self.empty_reads += 1
         return readable
