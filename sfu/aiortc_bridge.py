@@ -8,9 +8,10 @@ away from it per instance, without patching any class or module function:
   are replaced on the instance, so decrypted RTP never reaches a receiver, and
   each receiver's decoder thread is stopped as soon as aiortc starts it;
 * subscribe side: each sender gets a track that never yields a frame (no
-  encoder is ever created), the SFU writes packets with the DTLS transport's
-  ``_send_rtp`` and reads the subscriber's feedback by replacing the sender's
-  ``_handle_rtcp_packet`` on the instance;
+  encoder is ever created) and no periodic RTCP task; the SFU writes packets
+  and sender reports through ``srtp_wire.RtpWire`` and reads the subscriber's
+  RTCP itself (``sfu.subscriber_rtcp``) by replacing the DTLS transport's
+  ``_handle_rtcp_data`` on the instance;
 * ICE: aioice only gathers non-loopback interface addresses; each connection's
   ``gather_candidates`` is replaced on the instance to bind one configured
   address and announce another (a public IP behind 1:1 NAT, or 127.0.0.1).
@@ -82,12 +83,7 @@ _EXTRA_EXTENSIONS = {
     "video": {TRANSPORT_CC_URI: 5, RID_URI: 10, REPAIRED_RID_URI: 11},
 }
 
-RTCP_PSFB_PLI = aiortc_rtp.RTCP_PSFB_PLI
-RTCP_PSFB_FIR = aiortc_rtp.RTCP_PSFB_FIR
 RTCP_PSFB_APP = aiortc_rtp.RTCP_PSFB_APP
-RTCP_RTPFB_NACK = aiortc_rtp.RTCP_RTPFB_NACK
-
-RtcpPacket = Any  # aiortc's AnyRtcpPacket union, untyped across the seam
 
 
 class AiortcInternalsChanged(RuntimeError):
@@ -108,7 +104,6 @@ _REQUIRED_INTERNALS: list[tuple[object, str]] = [
     (RTCRtpReceiver, "_send_rtcp_pli"),
     (RTCRtpReceiver, "_send_rtcp_nack"),
     (RTCRtpReceiver, "receive"),
-    (RTCRtpSender, "_handle_rtcp_packet"),
     (RTCRtpSender, "_run_rtcp"),
     (RTCRtpSender, "replaceTrack"),
     (aioice.Connection, "get_component_candidates"),
@@ -123,7 +118,6 @@ _REQUIRED_INTERNALS: list[tuple[object, str]] = [
     (aiortc_rtp, "RtcpPsfbPacket"),
     (aiortc_rtp, "RtcpRtpfbPacket"),
     (aiortc_rtp, "pack_remb_fci"),
-    (aiortc_rtp, "unpack_remb_fci"),
     (aiortc_sdp.SessionDescription, "parse"),
     (RemoteBitrateEstimator, "add"),
 ]
@@ -598,8 +592,8 @@ class OutboundSlot:
         self.last_tl0picidx: int | None = None
         self.last_vp8: Any = None  # the last VP8 descriptor sent, not yet folded into the above
         self.last_vp8_segment: Any = None  # and the consumer's offsets it was sent with
-        sender = transceiver.sender
-        without_periodic_rtcp(sender)
+        self._sdes: bytes | None = None  # the SDES CNAME chunk every SR carries, built once
+        without_periodic_rtcp(transceiver.sender)
 
     def assign(self, source_id: str, stream_id: str) -> None:
         """Carry ``source_id`` from the next offer on, in the publisher's media stream."""
@@ -641,11 +635,12 @@ class OutboundSlot:
             ntp_timestamp=ntp, rtp_timestamp=rtp_timestamp & 0xFFFFFFFF,
             packet_count=packets & 0xFFFFFFFF, octet_count=octets & 0xFFFFFFFF)
         report = bytes(aiortc_rtp.RtcpSrPacket(ssrc=self.ssrc, sender_info=info))
-        cname = private(self.transceiver.sender, "_RTCRtpSender__cname")
-        if cname is not None:
-            report += bytes(aiortc_rtp.RtcpSdesPacket(chunks=[aiortc_rtp.RtcpSourceInfo(
-                ssrc=self.ssrc, items=[(1, cname.encode("utf8"))])]))
-        self.wire.send_rtcp(report)
+        if self._sdes is None:
+            cname = private(self.transceiver.sender, "_RTCRtpSender__cname")
+            if cname is not None:  # set by aiortc once the m-line is negotiated
+                self._sdes = bytes(aiortc_rtp.RtcpSdesPacket(chunks=[aiortc_rtp.RtcpSourceInfo(
+                    ssrc=self.ssrc, items=[(1, cname.encode("utf8"))])]))
+        self.wire.send_rtcp(report + (self._sdes or b""))
 
 
 class SubscribeConnection:

@@ -194,7 +194,6 @@ def wire_self_check() -> list[str]:
     return problems
 
 
-
 def _no_rtcp_reader(data: bytes) -> None:
     """No RTCP reader: SRTCP keeps aiortc's path (never called)."""
 
