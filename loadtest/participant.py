@@ -43,7 +43,7 @@ from loadtest.media_library import (
     opus_clip,
     vp8_clip,
 )
-from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter
+from loadtest.rtp_receive import FREEZE_GAP, ReceivedStream, RtpCounter, no_loss_listener
 from loadtest.signaling_client import SignalingClient
 from loadtest.srtp_socket import DirectReceive, SocketReader
 from sfu.aiortc_bridge import (
@@ -359,7 +359,7 @@ class LightParticipant:
         for stop in self._stop_rtcp:
             stop()
         self._stop_rtcp.clear()
-        self._counter.on_loss = self._nacks_not_sent
+        self._counter.on_loss = no_loss_listener  # a sink's RTCP has stopped
 
     def _connected_dtls(self) -> Any:
         dtls = self._dtls
@@ -385,9 +385,6 @@ class LightParticipant:
         """A stream has new missing packets: NACK them at the next tick."""
         if self._ticker is not None:
             self._ticker.soon(self._send_nacks)
-
-    def _nacks_not_sent(self) -> None:
-        """A sink's (or a leaving participant's) losses: its RTCP has stopped."""
 
     def _send_nacks(self) -> None:
         """NACK what is missing, and again at the next tick while anything still is."""

@@ -225,8 +225,8 @@ def _vp8_key_frame_bit(data: bytes | bytearray, pos: int, end: int) -> bool:
     return offset < end and not data[offset] & 0x01
 
 
-def _no_loss_listener() -> None:
-    """Nobody sends NACKs for this counter (yet)."""
+def no_loss_listener() -> None:
+    """Nobody sends NACKs for this counter (not yet, or no longer)."""
 
 
 class RtpCounter:
@@ -240,7 +240,7 @@ class RtpCounter:
         self.srtp_trailer = 0  # bytes of SRTP auth tag, learnt from each decrypted packet
         self.twcc_id = 0  # the transport-cc extension's id; 0 when not negotiated
         self.feedback = TransportFeedbackGenerator()
-        self.on_loss: Callable[[], None] = _no_loss_listener  # a stream has new missing packets
+        self.on_loss: Callable[[], None] = no_loss_listener  # a stream has new missing packets
         self.sender_reports = 0
         # SSRC -> (middle 32 bits of the last sender report's NTP time, when it arrived)
         self.last_sr: dict[int, tuple[int, float]] = {}

@@ -280,8 +280,8 @@ class ReceivePoller:
         if self._readers:  # (a reader may have closed on what it read)
             self._loop.add_reader(self._epoll.fileno(), self._ready)
 
-    def _drain(self) -> int:
-        """Reads until no socket is readable (or MAX_ROUNDS): how many were readable."""
+    def _drain(self) -> None:
+        """Reads until no socket is readable (or MAX_ROUNDS)."""
         self.wakeups += 1
         poll, readers = self._epoll.poll, self._readers
         readable = 0
@@ -296,4 +296,3 @@ class ReceivePoller:
                     read_one()
         if not readable:
             self.empty_reads += 1
-        return readable
