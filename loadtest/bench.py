@@ -9,6 +9,9 @@ import sys
 from loadtest.bench_floor import run_floor
 from loadtest.bench_forward import ForwardOptions, format_report, result_json, run_forward
 from loadtest.bench_paths import run_paths
+from loadtest.bench_workers import WorkersOptions, print_progress, run_workers
+from loadtest.bench_workers import format_report as format_workers_report
+from loadtest.bench_workers import result_json as workers_json
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +73,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                          help="do not pin the SFU and the load generator to cores")
     forward.add_argument("--json", action="store_true",
                          help="print the result as JSON instead of a table")
+    _configure_workers(benches.add_parser(
+        "workers",
+        help="loss-bounded forwarded packets/s with 1 and with more SFU workers, one run",
+        description="Find, for each worker count, the largest lecture (1 publisher -> N "
+                    "subscribers, `visio bench forward --replay --sinks N-readers --no-pin`) "
+                    "forwarded with < 0.5 %% loss; the counts' trials alternate so the "
+                    "machine's drift hits all of them; report the ratios. Takes 20-40 "
+                    "minutes; each trial is printed as it ends."))
     paths = benches.add_parser(
         "paths",
         help="the SFU's Python cost per ingested packet and per copy, no sockets or crypto",
@@ -90,9 +101,36 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     floor.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _configure_workers(parser: argparse.ArgumentParser) -> None:
+    defaults = WorkersOptions()
+    parser.add_argument("--workers", default=",".join(map(str, defaults.workers)),
+                        help="worker counts, the first the baseline of the ratios "
+                             f"(default {','.join(map(str, defaults.workers))})")
+    parser.add_argument("--start", type=int, default=defaults.start,
+                        help="subscribers per worker in each count's first trial "
+                             f"(default {defaults.start})")
+    parser.add_argument("--step", type=int, default=defaults.step,
+                        help="subscribers per worker added after a passing trial "
+                             f"(default {defaults.step})")
+    parser.add_argument("--max-trials", type=int, default=defaults.max_trials,
+                        help=f"trials in all (default {defaults.max_trials})")
+    parser.add_argument("--readers", type=int, default=defaults.readers,
+                        help="subscribers that keep reading and measure loss; the others "
+                             f"drop media in the kernel (default {defaults.readers})")
+    parser.add_argument("--seconds", dest="duration", type=float, default=defaults.duration,
+                        help=f"measured window of each trial (default {defaults.duration:g})")
+    parser.add_argument("--warmup", type=float, default=defaults.warmup,
+                        help=f"warm-up of each trial (default {defaults.warmup:g})")
+    parser.add_argument("--transport-cc", action="store_true",
+                        help="subscribers send transport-cc feedback like browsers")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
 def main(args: argparse.Namespace) -> int:
     if args.bench == "paths":
         return _paths(args)
+    if args.bench == "workers":
+        return _workers(args)
     if args.bench == "floor":
         return _floor(args)
     if args.bench != "forward":  # pragma: no cover - argparse only allows known benches
@@ -160,3 +198,27 @@ def _floor(args: argparse.Namespace) -> int:
               f"{floor.sink_sendto_us:.2f} µs) per 1,228-byte packet; a timer wake-up of an "
               f"idle process {floor.wakeup_us:.0f} µs")
     return 0
+
+
+def _workers(args: argparse.Namespace) -> int:
+    try:
+        options = WorkersOptions(
+            workers=_counts(args.workers),
+            start=args.start, step=args.step, max_trials=args.max_trials,
+            readers=args.readers, duration=args.duration, warmup=args.warmup,
+            transport_cc=args.transport_cc)
+        options.validate()
+    except ValueError as exc:
+        print(f"visio bench workers: {exc}", file=sys.stderr)
+        return 2
+    result = run_workers(options, progress=print_progress)
+    print(workers_json(result) if args.json else format_workers_report(result))
+    return 0 if all(result.best_pps.values()) else 1
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(count) for count in text.split(","))
+    except ValueError:
+        raise ValueError("--workers wants comma-separated counts such as 1,2, "
+                         f"not {text!r}") from None

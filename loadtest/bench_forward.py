@@ -313,7 +313,11 @@ def _start_server(options: ForwardOptions, log_dir: Path) -> _Server:
     # Development mode: joins by room name, no booking token; its data stays in log_dir.
     command = [sys.executable, "-m", "signaling", "serve", "--port", str(port),
                "--ice-announce", "127.0.0.1", "--mode", "development",
-               "--data-dir", str(log_dir), "--workers", str(options.workers)]
+               "--data-dir", str(log_dir), "--workers", str(options.workers),
+               # a private server: every participant comes from 127.0.0.1 and joins one room,
+               # so the per-address join limit and the room cap (100) would stop a big run
+               "--rate-limit-connects", "off",
+               "--max-participants", str(max(100, options.subscribers + options.publishers))]
     with log_path.open("wb") as log:
         if options.pin:
             os.sched_setaffinity(0, {options.server_cpu})  # the child inherits this mask
