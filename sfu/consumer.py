@@ -118,7 +118,7 @@ class Consumer:
         self._segment = _Segment(0, 0, 0)
         # What went out under each subscriber sequence number, so that a NACK is
         # answered exactly, even for packets of a layer forwarded before a switch.
-        self._sent: PacketCache[tuple[MediaPacket, _Segment]] = PacketCache()
+        self._sent: PacketCache[MediaPacket, _Segment] = PacketCache()
         self._clock_rate = 90000 if producer.kind == "video" else 48000
         self._retransmitted_at: dict[int, float] = {}
         self._extension_ids: tuple[int, int, int] = (0, 0, 0)
@@ -247,7 +247,7 @@ class Consumer:
             if not sent:
                 slot.send_errors += 1
                 self._counters.send_failures += 1
-        self._sent.put(sequence, (packet, segment))
+        self._sent.put(sequence, packet, segment)
         if 0 < ((sequence + 1 - slot.next_sequence) & 0xFFFF) < 0x8000:  # seq_newer
             slot.next_sequence = (sequence + 1) & 0xFFFF
         slot.last_timestamp = timestamp

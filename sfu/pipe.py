@@ -79,7 +79,7 @@ class PipeConsumer:
         self.target_layer = len(producer.layers) - 1
         self.paused = False
         self._transport = transport
-        self._sent = [PacketCache[tuple[bytes, bytes]]() for _ in producer.layers]
+        self._sent = [PacketCache[bytes, bytes]() for _ in producer.layers]
 
     def skip(self, layer: int, ssrc: int, sequence_number: int) -> None:
         """A padding-only packet the source side drops. Not relayed: the far side's
@@ -90,7 +90,7 @@ class PipeConsumer:
         level = packet.audio_level
         flags = RTP_FLAGS.pack(1, level[0]) if level else RTP_FLAGS.pack(0, 0)
         head = HEADER.pack(RTP, packet.layer, self.slot) + flags
-        self._sent[packet.layer].put(packet.header.sequence_number, (head, packet.data))
+        self._sent[packet.layer].put(packet.header.sequence_number, head, packet.data)
         self._transport.send(head + packet.data)
         return 0
 
