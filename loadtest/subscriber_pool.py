@@ -15,10 +15,14 @@ child's stdin and reads one JSON line back on its stdout:
 
     python -m loadtest.subscriber_pool --url URL --room ROOM --count N [--audio] [--sinks K]
 
-With ``--sinks K`` the last K subscribers turn into kernel sinks
+With ``--sinks K`` K subscribers turn into kernel sinks
 (``loadtest.kernel_sink``) as soon as each has received video: joining
 hundreds of readers first would saturate the machine (and time handshakes
-out) before the measurement even starts.
+out) before the measurement even starts. The R = N - K that go on reading
+are the first R - R/2 to join and the last R/2 (``readers``): a room
+larger than one SFU worker fills the first worker, then alternates, so
+the first readers sit on the publisher's worker and the last are spread
+over all of them, and a loss on any worker shows in the readers' counts.
 """
 
 from __future__ import annotations
@@ -162,6 +166,13 @@ def _sample(participants: list[LightParticipant]) -> dict[str, Any]:
 SINK_CHECK_INTERVAL = 0.1  # s
 
 
+def readers(count: int, sinks: int) -> list[int]:
+    """Which of ``count`` subscribers (by join order) keep reading when ``sinks`` drop."""
+    reading = count - max(0, min(sinks, count - 1))  # one at least goes on measuring
+    last = reading // 2
+    return [*range(reading - last), *range(count - last, count)]
+
+
 async def _sink_when_flowing(candidates: list[LightParticipant]) -> None:
     """Each candidate becomes a kernel sink once its video flows (see the module docstring)."""
     pending = list(candidates)
@@ -186,8 +197,9 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sinks = max(0, min(args.sinks, args.count - 1))  # one at least goes on measuring
-    sinking = asyncio.ensure_future(_sink_when_flowing(participants[args.count - sinks:]))
+    reading = set(readers(args.count, args.sinks))
+    sinking = asyncio.ensure_future(_sink_when_flowing(
+        [p for index, p in enumerate(participants) if index not in reading]))
     try:
         for participant in participants:
             await participant.start()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 
 import pytest
 
@@ -19,12 +20,18 @@ from loadtest.bench_workers import (
     LimitSearch,
     Trial,
     WorkersOptions,
+    core_scaling,
     format_report,
     result_json,
     run_workers,
 )
 
 PPS_PER_SUBSCRIBER = 155.0
+
+
+def fixed_scaling() -> float:
+    """Stands in for ``core_scaling`` (seconds of spinning) where the search is the subject."""
+    return 1.9
 
 
 class CapacityModel:
@@ -57,7 +64,7 @@ def test_search_alternates_counts_and_brackets_each_limit() -> None:
     model = CapacityModel({1: 350, 2: 630})
     options = WorkersOptions(workers=(1, 2), start=280, step=40, max_trials=12)
 
-    result = run_workers(options, run=model)
+    result = run_workers(options, run=model, scaling=fixed_scaling)
 
     # The counts take turns while both search, so a drift of the machine hits both.
     assert [t.workers for t in result.trials[:6]] == [1, 2, 1, 2, 1, 2]
@@ -74,7 +81,8 @@ def test_search_alternates_counts_and_brackets_each_limit() -> None:
 
 def test_a_failed_run_is_a_finding_and_a_failing_start_steps_down() -> None:
     model = CapacityModel({1: 150, 2: 900})
-    result = run_workers(WorkersOptions(start=280, step=40, max_trials=8), run=model)
+    result = run_workers(WorkersOptions(start=280, step=40, max_trials=8), run=model,
+                         scaling=fixed_scaling)
 
     one = [t for t in result.trials if t.workers == 1]
     assert one[0].subscribers == 280 and one[0].error is not None
@@ -95,7 +103,8 @@ def test_search_ends_below_the_readers_and_within_its_budget() -> None:
     search.record(failed)
     assert search.next_subscribers() is None  # 20 would leave no sink: nothing more to try
 
-    result = run_workers(WorkersOptions(max_trials=3), run=CapacityModel({1: 10**6, 2: 10**6}))
+    result = run_workers(WorkersOptions(max_trials=3), run=CapacityModel({1: 10**6, 2: 10**6}),
+                         scaling=fixed_scaling)
     assert len(result.trials) == 3
 
 
@@ -129,7 +138,7 @@ def test_real_trials_forward_for_each_worker_count() -> None:
     """Two small real trials (1 and 2 workers): the search drives real benches."""
     options = WorkersOptions(workers=(1, 2), start=3, step=1, readers=1, max_trials=2,
                              duration=2.5, warmup=0.0)
-    result = run_workers(options)
+    result = run_workers(options, scaling=lambda: core_scaling(seconds=0.3, repeats=1))
 
     data = json.loads(result_json(result))
     assert [t["workers"] for t in data["trials"]] == [1, 2]
@@ -137,3 +146,13 @@ def test_real_trials_forward_for_each_worker_count() -> None:
         assert trial["error"] is None, trial["error"]
         assert trial["passed"] and trial["forwarded_pps"] > 0
     assert data["best_pps"]["1"] > 0 and data["ratios"]["2"] > 0
+
+
+def test_core_scaling_counts_every_core_and_no_more() -> None:
+    """Plain Python on every core at once: between one core's worth and all of them."""
+    cores = len(os.sched_getaffinity(0))
+    scaling = core_scaling(seconds=0.3, repeats=1)
+    if cores == 1:
+        assert 0.8 < scaling < 1.25
+    else:  # each spinner is timed on its own CPU clock, so a shared core would read ~1
+        assert 1.2 < scaling <= cores * 1.25

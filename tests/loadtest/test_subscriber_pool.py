@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from loadtest.subscriber_pool import SubscriberPool
+from loadtest.subscriber_pool import SubscriberPool, readers
 
 
 async def test_a_silent_pool_is_reported_as_such() -> None:
@@ -29,3 +29,15 @@ async def test_a_pool_that_exits_is_reported_with_its_status() -> None:
         sys.executable, "-c", "raise SystemExit(3)", stdout=asyncio.subprocess.PIPE)
     with pytest.raises(RuntimeError, match="exited with 3"):
         await pool._read(5)
+
+
+@pytest.mark.parametrize("count, sinks, expected", [
+    (600, 580, [*range(10), *range(590, 600)]),  # first 10 on the publisher's worker, last 10
+    (4, 3, [0]),  # one reader: the first
+    (5, 0, [0, 1, 2, 3, 4]),  # no sinks: everyone reads
+    (3, 7, [0]),  # more sinks asked than allowed: one still measures
+    (30, 27, [0, 1, 29]),
+])
+def test_readers_are_the_first_and_the_last_to_join(count: int, sinks: int,
+                                                      expected: list[int]) -> None:
+    assert readers(count, sinks) == expected
