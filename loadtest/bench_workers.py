@@ -19,12 +19,9 @@ Why it is shaped like this:
   consent expires and the room loses its video), then tries once halfway
   between its best pass and its first failure. A count whose limit was
   never bracketed by a failure is reported as a lower bound.
-* **The machine's own scaling, measured in the same run.** Two vCPUs of a
-  VM need not be two cores' worth: they may be hyperthreads of one, or
-  share a busy host. Before the trials, a pure-Python loop runs on each
-  core alone and then on all of them at once (``core_scaling``); the sum
-  of their speeds together over the speed of one alone is what any
-  software could gain here, the ceiling the SFU's ratio is read against.
+* **The machine's own scaling, measured in the same run**
+  (``loadtest.core_scaling``): what every core busy at once gives over
+  one, for plain Python, the ceiling any software's ratio is read against.
 * **Kernel sinks and a replayed publisher**, as in the runs recorded by hand
   before this command existed: all but ``readers`` subscribers drop their
   media in the kernel once it flows (``--sinks``) and the publisher replays
@@ -36,9 +33,6 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +40,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from loadtest.bench_forward import ForwardOptions, ForwardResult, run_forward
+from loadtest.core_scaling import core_scaling
 
 LOSS_LIMIT_PCT = 0.5
 
@@ -208,45 +203,6 @@ def run_workers(options: WorkersOptions, run: Runner = run_forward,
     result = _summarise(options, searches, trials)
     result.core_scaling = machine
     return result
-
-
-SCALING_SECONDS = 1.5  # per measurement; three of each, medians
-
-
-def _spin(cpu: int, seconds: float, speeds: Any) -> None:
-    """Count loop turns for ``seconds`` on ``cpu``: turns per second of this process's CPU."""
-    os.sched_setaffinity(0, {cpu})
-    turns, started, deadline = 0, time.process_time(), time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        for _ in range(1000):
-            turns += 1
-    speeds.put(turns / (time.process_time() - started))
-
-
-def _speeds(cpus: list[int], seconds: float) -> list[float]:
-    context = multiprocessing.get_context("spawn")
-    speeds = context.Queue()
-    spinners = [context.Process(target=_spin, args=(cpu, seconds, speeds)) for cpu in cpus]
-    for spinner in spinners:
-        spinner.start()
-    results = [speeds.get(timeout=seconds + 30) for _ in spinners]
-    for spinner in spinners:
-        spinner.join()
-    return results
-
-
-def core_scaling(seconds: float = SCALING_SECONDS, repeats: int = 3) -> float:
-    """How many cores' worth this machine gives when all its cores are busy.
-
-    Speed is turns per second of the process's own CPU time, so a spinner
-    that is preempted is not counted slower; what lowers it is sharing the
-    hardware (hyperthread siblings, a busy host). Medians of ``repeats``.
-    """
-    cpus = sorted(os.sched_getaffinity(0))
-    alone = statistics.median(
-        statistics.mean(_speeds([cpu], seconds)[0] for cpu in cpus) for _ in range(repeats))
-    together = statistics.median(sum(_speeds(cpus, seconds)) for _ in range(repeats))
-    return together / alone
 
 
 def _trial(forward: ForwardOptions, run: Runner) -> Trial:
