@@ -106,7 +106,7 @@ class Trial:
         if self.error is not None:
             return f"failed: {self.error}"
         if not self.passed:
-            return (f"lost {self.loss_pct:.2f} % (ingress {self.ingress_loss_pct:.2f} %)")
+            return f"lost {self.loss_pct:.2f} % (ingress {self.ingress_loss_pct:.2f} %)"
         return "passed"
 
 
