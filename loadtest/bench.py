@@ -78,8 +78,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="loss-bounded forwarded packets/s with 1 and with more SFU workers, one run",
         description="Find, for each worker count, the largest lecture (1 publisher -> N "
                     "subscribers, `visio bench forward --replay --sinks N-readers --no-pin`) "
-                    "forwarded with < 0.5 %% loss; the counts' trials alternate so the "
-                    "machine's drift hits all of them; report the ratios. Takes 20-40 "
+                    "forwarded with < 0.5 % loss; the counts' trials alternate so the "
+                    "machine's drift hits all of them; report the ratios. Takes 15-20 "
                     "minutes; each trial is printed as it ends."))
     paths = benches.add_parser(
         "paths",
@@ -106,17 +106,15 @@ def _configure_workers(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", default=",".join(map(str, defaults.workers)),
                         help="worker counts, the first the baseline of the ratios "
                              f"(default {','.join(map(str, defaults.workers))})")
-    parser.add_argument("--start", type=int, default=defaults.start,
-                        help="subscribers per worker in each count's first trial "
-                             f"(default {defaults.start})")
-    parser.add_argument("--step", type=int, default=defaults.step,
-                        help="subscribers per worker added after a passing trial "
-                             f"(default {defaults.step})")
-    parser.add_argument("--max-trials", type=int, default=defaults.max_trials,
-                        help=f"trials in all (default {defaults.max_trials})")
-    parser.add_argument("--readers", type=int, default=defaults.readers,
-                        help="subscribers that keep reading and measure loss; the others "
-                             f"drop media in the kernel (default {defaults.readers})")
+    for flag, field, text in (
+            ("--start", "start", "subscribers per worker in each count's first trial"),
+            ("--step", "step", "subscribers per worker added after a passing trial"),
+            ("--max-trials", "max_trials", "trials in all"),
+            ("--readers", "readers", "subscribers that keep reading and measure loss; the "
+                                     "others drop media in the kernel")):
+        default = getattr(defaults, field)
+        parser.add_argument(flag, dest=field, type=int, default=default,
+                            help=f"{text} (default {default})")
     parser.add_argument("--seconds", dest="duration", type=float, default=defaults.duration,
                         help=f"measured window of each trial (default {defaults.duration:g})")
     parser.add_argument("--warmup", type=float, default=defaults.warmup,

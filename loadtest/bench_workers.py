@@ -200,9 +200,7 @@ def run_workers(options: WorkersOptions, run: Runner = run_forward,
             trials.append(trial)
             if progress is not None:
                 progress(trial)
-    result = _summarise(options, searches, trials)
-    result.core_scaling = machine
-    return result
+    return _summarise(options, searches, trials, machine)
 
 
 def _trial(forward: ForwardOptions, run: Runner) -> Trial:
@@ -227,9 +225,9 @@ def _first_line(text: str) -> str:
 
 
 def _summarise(options: WorkersOptions, searches: list[LimitSearch],
-               trials: list[Trial]) -> WorkersResult:
+               trials: list[Trial], core_scaling: float) -> WorkersResult:
     result = WorkersResult(command=command(options), baseline_workers=options.workers[0],
-                           trials=trials)
+                           trials=trials, core_scaling=core_scaling)
     for search in searches:
         best = search.best
         result.best_pps[search.workers] = best.forwarded_pps if best else 0.0
